@@ -1,0 +1,1 @@
+"""Statistical and scikit-learn anomaly detectors."""

@@ -1,0 +1,1 @@
+"""MQTT subscriber → decoders → validation → batch writer → dead letters."""

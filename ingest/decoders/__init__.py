@@ -1,0 +1,1 @@
+"""Decoders, looked up by name (``decoder: chirpstack_v4`` in a route)."""

@@ -1,0 +1,1 @@
+"""Rule files, the evaluator and backtests (one state machine for both)."""
