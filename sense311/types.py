@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Provenance", "Reading", "Sensor", "SensorKind"]
+__all__ = ["Detection", "Provenance", "Reading", "Sensor", "SensorKind"]
 
 #: Sensor kinds the built-in fleet and rule pack know. The registry accepts any
 #: string; these are the ones with canonical metrics.
@@ -60,3 +60,27 @@ class Sensor:
     tags: list[str] = field(default_factory=list)
     gateway: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A rule (or a detector-score rule) entering firing (``kind="detection"``) or returning to
+    normal (``kind="resolution"``) for one sensor.
+
+    Identified by (rule_id, rule_version, sensor_id, fired_at, kind): the live evaluator and the
+    backtest produce the same identities for the same data. ``fired_at`` is the evaluation
+    instant at which the transition happened (UTC); ``onset`` is when the condition started
+    holding (the start of pending). ``problem`` names what the ticketing module maps to a 311
+    service (e.g. ``bin_overflow``, ``lamp_out``).
+    """
+
+    rule_id: str
+    rule_version: str
+    sensor_id: str
+    problem: str
+    kind: str  # "detection" | "resolution"
+    fired_at: datetime
+    onset: datetime | None = None
+    severity: str = "medium"
+    value: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,270 @@
+"""From raw MQTT messages to rows and dead letters: route, decode, map, validate.
+
+Two steps, so the database is asked once per batch, not once per message:
+
+* ``Pipeline.decode(message)`` runs as each message arrives: size check, routing, decoding.
+* ``Pipeline.finalize(batch, registry)`` runs at flush time, after the registry view has
+  resolved every sensor of the batch: field map, unknown sensors, gateway binding, time and
+  value checks. It returns the rows to store and the dead letters, one per (message, reason).
+
+Nothing here touches MQTT or the database; ``ingest/worker.py`` wires them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ingest.decoders import get_decoder
+from ingest.decoders.base import DecodeContext, Decoded
+from ingest.errors import DecodeError, IngestError
+from ingest.fieldmap import DEFAULT_FIELD_MAP, FieldMap, sanitize_metric
+from ingest.registry import Registry, SensorInfo
+from ingest.topics import Route as TopicRoute
+from ingest.topics import Router
+from sense311.settings import IngestSettings, Route
+
+__all__ = ["Batch", "DeadLetter", "Message", "Pipeline", "Processed"]
+
+#: Default value ranges per canonical metric: physically impossible values are sensor faults,
+#: not readings (a fill level of 7 would fire every overflow rule in town).
+DEFAULT_RANGES: dict[str, tuple[float, float]] = {
+    "fill_level": (0.0, 1.0),
+    "battery": (0.0, 100.0),
+    "temperature": (-60.0, 100.0),
+    "humidity": (0.0, 100.0),
+    "lamp_on": (0.0, 1.0),
+    "dim_level": (0.0, 1.0),
+    "occupied": (0.0, 1.0),
+    "power_w": (0.0, 100_000.0),
+    "voltage": (0.0, 1_000.0),
+    "pm25": (0.0, 2_000.0),
+    "no2": (0.0, 5_000.0),
+    "noise_db": (0.0, 200.0),
+    "rssi": (-200.0, 20.0),
+    "snr": (-50.0, 50.0),
+}
+
+
+@dataclass(slots=True)
+class Message:
+    """A message as received; ``token`` is the transport's ack handle, opaque here."""
+
+    topic: str
+    payload: bytes
+    received_at: float  # epoch seconds
+    token: Any = None
+
+
+@dataclass(slots=True)
+class Processed:
+    message: Message
+    format: str | None = None
+    route_index: int = -1
+    gateway: str | None = None
+    decoded: Decoded | None = None
+    error: IngestError | None = None
+    ignored: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_at: datetime
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    format: str | None = None
+    sensor_id: str | None = None
+    gateway_id: str | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one flush writes: rows ``(time, sensor_id, metric, value, received_at)``."""
+
+    rows: list[tuple[datetime, str, str, float, datetime]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    auto_register: dict[str, str | None] = field(default_factory=dict)  # sensor_id → gateway
+
+
+class Pipeline:
+    def __init__(self, settings: IngestSettings, retention: timedelta) -> None:
+        self.settings = settings
+        self.retention = retention
+        topic_routes = [TopicRoute(r.pattern, r.decoder, r.options, r.ignore) for r in settings.routes]
+        self.router = Router(topic_routes)
+        self._index = {id(r): i for i, r in enumerate(self.router.routes)}
+        self._decoders = [get_decoder(r.decoder) if r.decoder and not r.ignore else None for r in settings.routes]
+        self._field_maps = [FieldMap(DEFAULT_FIELD_MAP, settings.field_map, r.field_map) for r in settings.routes]
+        self._ranges = {**DEFAULT_RANGES, **settings.ranges}
+        self._max_payload = settings.max_payload_bytes
+
+    # -- step 1: per message --------------------------------------------------------------
+
+    def decode(self, message: Message) -> Processed:
+        """Route and decode one message; never raises for bad input."""
+        out = Processed(message)
+        payload = message.payload
+        if len(payload) > self._max_payload:
+            out.error = IngestError(
+                f"payload of {len(payload)} bytes exceeds the limit of {self._max_payload} bytes",
+                reason="payload_too_large",
+            )
+            return out
+        match = self.router.route(message.topic)
+        if match is None:
+            out.error = IngestError(f"no route matches topic {message.topic!r}", reason="no_route")
+            return out
+        index = self._index[id(match.route)]
+        route: Route = self.settings.routes[index]
+        out.route_index = index
+        out.gateway = match.captures.get("gateway")
+        if route.ignore:
+            out.ignored = True
+            return out
+        decoder = self._decoders[index]
+        out.format = decoder.NAME
+        ctx = DecodeContext(
+            received_at=datetime.fromtimestamp(message.received_at, UTC),
+            sensor_id=match.captures.get("sensor_id"),
+            options=route.options,
+        )
+        try:
+            decoded = decoder.decode(message.topic, payload, ctx)
+        except IngestError as exc:
+            out.error = exc
+            return out
+        except Exception as exc:  # a decoder bug must cost one message, not the worker
+            out.error = DecodeError(
+                f"decoder {decoder.NAME} failed: {type(exc).__name__}: {exc}", reason="decoder_crash"
+            )
+            return out
+        out.decoded = decoded
+        out.ignored = decoded.ignored
+        if decoded.gateway_id and not out.gateway:
+            out.gateway = decoded.gateway_id
+        return out
+
+    # -- step 2: per batch ----------------------------------------------------------------
+
+    @staticmethod
+    def sensor_ids(processed: Iterable[Processed]) -> set[str]:
+        ids: set[str] = set()
+        for p in processed:
+            if p.decoded is not None:
+                ids.update(r.sensor_id for r in p.decoded.readings)
+        return ids
+
+    def finalize(self, processed: Iterable[Processed], registry: Registry, now: datetime) -> Batch:
+        batch = Batch()
+        latest = now + self.settings.max_future
+        oldest = now - self.retention
+        for p in processed:
+            self._finalize_one(p, registry, batch, oldest, latest)
+        return batch
+
+    def _finalize_one(
+        self, p: Processed, registry: Registry, batch: Batch, oldest: datetime, latest: datetime
+    ) -> None:
+        msg = p.message
+        if p.error is not None:
+            batch.dead_letters.append(self._dead(p, p.error.reason, p.error.detail))
+            return
+        if p.ignored or p.decoded is None:
+            return
+        decoded = p.decoded
+        received = datetime.fromtimestamp(msg.received_at, UTC)
+        problems: dict[str, list[str]] = defaultdict(list)
+        problem_sensor: dict[str, str | None] = {}
+        for reject in decoded.rejects:
+            problems[reject.reason].append(f"{reject.key}={reject.value!r}: {reject.detail}")
+            problem_sensor.setdefault(reject.reason, reject.sensor_id)
+        fmap = self._field_maps[p.route_index]
+        unmapped = self.settings.unmapped_fields
+        stored = 0
+        for reading in decoded.readings:
+            sid = reading.sensor_id
+            info = registry.get(sid)
+            if info is None:
+                if self.settings.unknown_sensors == "auto_register":
+                    # Added to the registry view only after the batch commits (the worker does it).
+                    batch.auto_register.setdefault(sid, p.gateway)
+                    info = SensorInfo(sid, "unknown", p.gateway)
+                else:
+                    problems["unknown_sensor"].append(sid)
+                    problem_sensor.setdefault("unknown_sensor", sid)
+                    continue
+            if self.settings.enforce_gateway and info.gateway and p.gateway and info.gateway != p.gateway:
+                problems["wrong_gateway"].append(f"{sid} is bound to {info.gateway}, not {p.gateway}")
+                problem_sensor.setdefault("wrong_gateway", sid)
+                continue
+            t = reading.time
+            if t > latest:
+                problems["future_timestamp"].append(f"{reading.metric} at {t.isoformat()}")
+                problem_sensor.setdefault("future_timestamp", sid)
+                continue
+            if t < oldest:
+                problems["too_old"].append(f"{reading.metric} at {t.isoformat()}")
+                problem_sensor.setdefault("too_old", sid)
+                continue
+            targets = fmap.targets(reading.metric)
+            if targets is None:
+                if unmapped == "drop":
+                    continue
+                if unmapped == "dead_letter":
+                    problems["unmapped_field"].append(reading.metric)
+                    problem_sensor.setdefault("unmapped_field", sid)
+                    continue
+                pairs: Iterable[tuple[str, float | None]] = ((sanitize_metric(reading.metric), reading.value),)
+            else:
+                pairs = [(tg.metric, tg.apply(reading.value, info.metadata)) for tg in targets]
+            for metric, value in pairs:
+                if value is None:
+                    problems["missing_metadata"].append(f"{metric} from {reading.metric} needs registry metadata")
+                    problem_sensor.setdefault("missing_metadata", sid)
+                    continue
+                if not math.isfinite(value):
+                    problems["non_finite"].append(f"{metric}={value!r}")
+                    problem_sensor.setdefault("non_finite", sid)
+                    continue
+                bounds = self._ranges.get(metric)
+                if bounds is not None and not (bounds[0] <= value <= bounds[1]):
+                    problems["out_of_range"].append(f"{metric}={value:g} outside [{bounds[0]:g}, {bounds[1]:g}]")
+                    problem_sensor.setdefault("out_of_range", sid)
+                    continue
+                batch.rows.append((t, sid, metric, value, received))
+                stored += 1
+        if self.settings.store_radio and decoded.readings:
+            sid = decoded.readings[0].sensor_id
+            t = decoded.readings[0].time
+            if registry.get(sid) is not None and oldest <= t <= latest:
+                for metric, value in (("rssi", decoded.rssi), ("snr", decoded.snr)):
+                    if value is not None and math.isfinite(value):
+                        batch.rows.append((t, sid, metric, float(value), received))
+        for reason, details in problems.items():
+            shown = "; ".join(details[:10]) + (f"; … {len(details) - 10} more" if len(details) > 10 else "")
+            batch.dead_letters.append(self._dead(p, reason, shown, problem_sensor.get(reason)))
+        if stored == 0 and not problems and not decoded.readings:
+            batch.dead_letters.append(self._dead(p, "no_readings", "the message decoded to no readings"))
+
+    def _dead(self, p: Processed, reason: str, detail: str, sensor_id: str | None = None) -> DeadLetter:
+        msg = p.message
+        payload = msg.payload
+        if len(payload) > self._max_payload:
+            detail = f"{detail} (payload truncated to the first {self._max_payload} bytes)"
+            payload = payload[: self._max_payload]
+        return DeadLetter(
+            received_at=datetime.fromtimestamp(msg.received_at, UTC),
+            topic=msg.topic,
+            payload=payload,
+            reason=reason,
+            detail=detail,
+            format=p.format,
+            sensor_id=sensor_id,
+            gateway_id=p.gateway,
+        )

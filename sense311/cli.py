@@ -1,0 +1,230 @@
+"""The ``sense311`` command line.
+
+Errors are one line on stderr (``Error: …``) with exit code 1 for runtime failures and 2 for
+bad options or settings; tracebacks are for ``--debug``. This module and the service runner
+are the only places that wire the packages together.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sense311.errors import ConfigError, Sense311Error
+from sense311.settings import Settings, load_settings, redact_url
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger("sense311")
+
+app = typer.Typer(
+    name="sense311",
+    help="City sensor telemetry over MQTT into TimescaleDB, rules and detectors, Open311 service requests.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema and storage.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Settings file (.yaml or .toml); default $SENSE311_CONFIG.", show_default=False),
+]
+
+
+class _State:
+    config: Path | None = None
+    debug: bool = False
+
+
+state = _State()
+
+
+@app.callback()
+def _root(
+    config: ConfigOption = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    state.config = config
+    state.debug = debug
+
+
+def _settings(config: Path | None = None, **overrides: Any) -> Settings:
+    from sense311.logs import setup_logging
+
+    settings = load_settings(config or state.config, **overrides)
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+# -- db -------------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate(config: ConfigOption = None) -> None:
+    """Apply the missing schema migrations (idempotent; safe to run from two processes)."""
+    from sense311.db import apply_policies, connect, maintain, migrate
+
+    settings = _settings(config)
+    with connect(settings, "sense311-migrate", autocommit=True) as conn:
+        result = migrate(conn, settings)
+        apply_policies(conn, settings)
+        maintain(conn, settings)
+    applied = ", ".join(result.applied) if result.applied else "none (already up to date)"
+    typer.echo(f"schema {settings.storage.db_schema} ({result.mode}): applied {applied}")
+
+
+@db_app.command("info")
+def db_info(config: ConfigOption = None) -> None:
+    """Say which storage mode is active and what the database holds."""
+    from sense311.db import connect, storage_info
+
+    settings = _settings(config)
+    with connect(settings, "sense311-info", autocommit=True) as conn:
+        info = storage_info(conn, settings)
+    if info.mode is None:
+        raise ConfigError(f"schema {info.schema} is not migrated yet: run 'sense311 db migrate'")
+    mode = (
+        f"TimescaleDB {info.timescaledb} (hypertable, compression, retention, continuous aggregate)"
+        if info.mode == "timescaledb"
+        else "plain PostgreSQL (native range partitions, time_bucket() compatibility function)"
+    )
+    typer.echo(f"database:   {redact_url(settings.database_url)}")
+    typer.echo(f"server:     PostgreSQL {info.server_version}")
+    typer.echo(f"schema:     {info.schema}")
+    typer.echo(f"mode:       {mode}")
+    typer.echo(f"migrations: {', '.join(f'{v:04d}' for v in info.migrations)}")
+    typer.echo(f"{'chunks' if info.mode == 'timescaledb' else 'partitions'}: {info.partitions:>6}")
+    typer.echo(f"readings:   ~{info.readings_estimate} ({info.oldest or '-'} … {info.newest or '-'})")
+    typer.echo(f"retention:  {settings.storage.retention.days} days")
+
+
+@db_app.command("maintain")
+def db_maintain(config: ConfigOption = None) -> None:
+    """Create partitions ahead and drop expired ones (plain PostgreSQL; TimescaleDB does its own)."""
+    from sense311.db import connect, maintain
+
+    settings = _settings(config)
+    with connect(settings, "sense311-maintain", autocommit=True) as conn:
+        result = maintain(conn, settings)
+    typer.echo(f"partitions created: {result['created']}, dropped: {result['dropped']}")
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+def _run_worker(settings: Settings, index: int, workers: int, group: str | None) -> None:
+    from ingest.worker import IngestWorker
+
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port + index, addr=settings.metrics_host)
+    client_id = settings.mqtt.client_id if workers == 1 else f"{settings.mqtt.client_id}-{index}"
+    worker = IngestWorker(settings, client_id=client_id, shared_group=group)
+
+    def _stop(signum: int, frame: object) -> None:
+        log.info("signal %d: finishing the current batch and stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.start()
+    log.info("ingest worker %d/%d subscribed to %s", index + 1, workers, redact_url(settings.mqtt_url))
+    stats = worker.run()
+    log.info(
+        "ingest worker %d stopped: %d messages, %d readings stored, %d dead letters",
+        index + 1, stats.received, stats.inserted, stats.dead_letters,
+    )
+
+
+def _child(settings_json: str, index: int, workers: int, group: str | None) -> None:
+    from sense311.logs import setup_logging
+
+    settings = Settings.model_validate_json(settings_json)
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        _run_worker(settings, index, workers, group)
+    except Sense311Error as exc:
+        log.error("ingest worker %d: %s", index + 1, exc)
+        sys.exit(exc.exit_code)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    config: ConfigOption = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64, help="Processes sharing the subscription.")] = 1,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Shared-subscription group ($share/GROUP/…); default with --workers > 1: sense311.")
+    ] = None,
+) -> None:
+    """Subscribe to the gateways' topics and store their readings (ack after commit)."""
+    settings = _settings(config)
+    shared = group or settings.mqtt.shared_group or ("sense311" if workers > 1 else None)
+    if workers == 1:
+        _run_worker(settings, 0, 1, shared)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    payload = _dump_settings(settings)
+    procs = [ctx.Process(target=_child, args=(payload, i, workers, shared), name=f"ingest-{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+
+    def _forward(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    codes = []
+    for p in procs:
+        p.join()
+        codes.append(p.exitcode or 0)
+    if any(codes):
+        raise typer.Exit(max(codes))
+
+
+def _dump_settings(settings: Settings) -> str:
+    """Settings for a child process, secrets included (they never leave this machine's pipes)."""
+    data = settings.model_dump(mode="json", by_alias=True)
+    data["database_url"] = settings.database_url.get_secret_value()
+    data["mqtt_url"] = settings.mqtt_url.get_secret_value()
+    import json
+
+    return json.dumps(data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors, exit 1 (runtime) or 2 (usage/settings)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except Sense311Error as exc:
+        if state.debug:
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+def test_x():
+    import sense311.embedded
