@@ -2,9 +2,14 @@
 
     python bench/ingest.py [--messages 100000] [--workers 1 2] [--naive-messages 20000]
 
-Uses SENSE311_TEST_DATABASE_URL / SENSE311_TEST_MQTT_URL (default: the local PostgreSQL and
-Mosquitto). Each message is a typical bin uplink of 4 readings, published at QoS 1 as fast as
-one paho publisher can. Figures:
+Uses SENSE311_TEST_DATABASE_URL (default: the local PostgreSQL) and a private Mosquitto started
+with deploy/mosquitto.conf on a free port (``--mqtt-url`` names another broker). The private
+broker matters: with Mosquitto's defaults (max_queued_messages 1000) a subscriber that falls
+behind a fast publisher silently loses QoS 1 messages, and the bare-subscriber ceiling would be
+measured on a broker that drops.
+
+Each message is a typical bin uplink of 4 readings, published at QoS 1 as fast as one paho
+publisher can. Figures:
 
 * pipeline (1 and N workers): ``sense311 ingest`` with ack-after-commit, from the first
   publish to the moment the last reading is committed;
@@ -34,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from psycopg import sql
 
 DB = os.environ.get("SENSE311_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MQTT = os.environ.get("SENSE311_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+MQTT = ""  # set in main()
 SENSORS = 1000
 READINGS_PER_MESSAGE = 4
 
@@ -51,7 +56,7 @@ def payload(i: int, base: float) -> bytes:
         {
             "sensor_id": sid,
             "ts": round(base + i * 0.001, 3),
-            "metrics": {"fill_level": (i % 97) / 100, "battery": 90.5, "temperature": 11.25, "distance_mm": 600},
+            "metrics": {"fill_level": (i % 97) / 100, "battery": 90.5, "temperature": 11.25, "tilt": 2.0},
         },
         separators=(",", ":"),
     ).encode()
@@ -60,8 +65,11 @@ def payload(i: int, base: float) -> bytes:
 def publish(topic: str, n: int, base: float, ready: mp.Event | None = None) -> float:
     """Publish n messages at QoS 1; returns seconds until every PUBACK arrived."""
     host, port = _host_port()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect(host, port)
@@ -86,13 +94,15 @@ def publish_raw(topic: str, body: bytes) -> None:
     client.loop_stop()
 
 
-def _publisher_proc(topic: str, n: int, base: float, out: mp.Queue) -> None:
+def _publisher_proc(url: str, topic: str, n: int, base: float, out: mp.Queue) -> None:
+    global MQTT
+    MQTT = url  # a spawned process starts from a fresh module
     out.put(publish(topic, n, base))
 
 
 def start_publisher(topic: str, n: int, base: float) -> tuple[mp.Process, mp.Queue, float]:
     q: mp.Queue = mp.get_context("spawn").Queue()
-    p = mp.get_context("spawn").Process(target=_publisher_proc, args=(topic, n, base, q))
+    p = mp.get_context("spawn").Process(target=_publisher_proc, args=(MQTT, topic, n, base, q))
     t0 = time.perf_counter()
     p.start()
     return p, q, t0
@@ -107,14 +117,17 @@ def bare_subscriber(n: int) -> float:
     done = threading.Event()
     count = 0
 
-    def on_message(client, userdata, msg):  # noqa: ANN001
+    def on_message(client, userdata, msg):
         nonlocal count
         count += 1
         if count >= n:
             done.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
-                      protocol=MQTTProtocolVersion.MQTTv5)
+    sub = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
     sub.on_message = on_message
     subscribed = threading.Event()
     sub.on_subscribe = lambda *a: subscribed.set()
@@ -122,7 +135,7 @@ def bare_subscriber(n: int) -> float:
     sub.loop_start()
     sub.subscribe(topic, qos=1)
     subscribed.wait(10)
-    p, q, t0 = start_publisher(topic, n, time.time())
+    p, _q, t0 = start_publisher(topic, n, time.time())
     if not done.wait(600):
         raise SystemExit(f"bare subscriber got {count}/{n} messages")
     elapsed = time.perf_counter() - t0
@@ -139,8 +152,12 @@ def copy_baseline(conn: psycopg.Connection, n: int) -> float:
         t = datetime.fromtimestamp(base + i * 0.001, UTC)
         sid = f"bench-{i % SENSORS:05d}"
         now = datetime.now(UTC)
-        rows += [(t, sid, "fill_level", (i % 97) / 100, now), (t, sid, "battery", 90.5, now),
-                 (t, sid, "temperature", 11.25, now), (t, sid, "distance_mm", 600.0, now)]
+        rows += [
+            (t, sid, "fill_level", (i % 97) / 100, now),
+            (t, sid, "battery", 90.5, now),
+            (t, sid, "temperature", 11.25, now),
+            (t, sid, "tilt", 2.0, now),
+        ]
     conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage (time timestamptz, sensor_id text, metric text,
                     value double precision, received_at timestamptz) ON COMMIT DELETE ROWS""")
     conn.commit()
@@ -149,7 +166,7 @@ def copy_baseline(conn: psycopg.Connection, n: int) -> float:
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy("COPY stage FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["timestamptz", "text", "text", "float8", "timestamptz"])
-                for r in rows[start:start + 20000]:
+                for r in rows[start : start + 20000]:
                     copy.write_row(r)
             cur.execute("INSERT INTO readings SELECT * FROM stage ON CONFLICT DO NOTHING")
     return time.perf_counter() - t0
@@ -162,7 +179,7 @@ def naive_subscriber(schema: str, n: int) -> float:
     done = threading.Event()
     count = 0
 
-    def on_message(client, userdata, msg):  # noqa: ANN001
+    def on_message(client, userdata, msg):
         nonlocal count
         doc = json.loads(msg.payload)
         t = datetime.fromtimestamp(doc["ts"], UTC)
@@ -170,13 +187,18 @@ def naive_subscriber(schema: str, n: int) -> float:
             for metric, value in doc["metrics"].items():
                 conn.execute(
                     "INSERT INTO readings (time, sensor_id, metric, value) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING", (t, doc["sensor_id"], "n_" + metric, float(value)))
+                    "ON CONFLICT DO NOTHING",
+                    (t, doc["sensor_id"], "n_" + metric, float(value)),
+                )
         count += 1
         if count >= n:
             done.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-naive-{uuid.uuid4().hex[:6]}",
-                      protocol=MQTTProtocolVersion.MQTTv5)
+    sub = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-naive-{uuid.uuid4().hex[:6]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
     sub.on_message = on_message
     subscribed = threading.Event()
     sub.on_subscribe = lambda *a: subscribed.set()
@@ -184,7 +206,7 @@ def naive_subscriber(schema: str, n: int) -> float:
     sub.loop_start()
     sub.subscribe(topic, qos=1)
     subscribed.wait(10)
-    p, q, t0 = start_publisher(topic, n, time.time() - 7200)
+    p, _q, t0 = start_publisher(topic, n, time.time() - 7200)
     if not done.wait(900):
         raise SystemExit(f"naive subscriber got {count}/{n} messages")
     elapsed = time.perf_counter() - t0
@@ -201,13 +223,19 @@ def naive_subscriber(schema: str, n: int) -> float:
 def pipeline(schema: str, n: int, workers: int, workdir: Path) -> float:
     run = uuid.uuid4().hex[:8]
     config = workdir / f"bench-{run}.yaml"
-    config.write_text(json.dumps({
-        "storage": {"schema": schema},
-        "metrics_port": 0,
-        "log_level": "WARNING",
-        "mqtt": {"client_id": f"bench-ingest-{run}"},
-        "ingest": {"routes": [{"pattern": f"bench/{run}/gateways/{{gateway}}/json", "decoder": "json"}]},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "storage": {"schema": schema},
+                "metrics_port": 0,
+                "log_level": "WARNING",
+                "mqtt": {"client_id": f"bench-ingest-{run}"},
+                "ingest": {
+                    "routes": [{"pattern": f"bench/{run}/gateways/{{gateway}}/json", "decoder": "json"}]
+                },
+            }
+        )
+    )
     env = {**os.environ, "SENSE311_DATABASE_URL": DB, "SENSE311_MQTT_URL": MQTT}
     conn = psycopg.connect(DB, autocommit=True, options=f"-c search_path={schema},public")
     before = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
@@ -222,12 +250,14 @@ def pipeline(schema: str, n: int, workers: int, workdir: Path) -> float:
         while time.monotonic() < deadline:
             publish_raw(probe_topic, b"probe: not JSON")
             time.sleep(0.5)
-            if conn.execute("SELECT count(*) FROM dead_letters WHERE topic = %s", (probe_topic,)).fetchone()[0]:
+            if conn.execute("SELECT count(*) FROM dead_letters WHERE topic = %s", (probe_topic,)).fetchone()[
+                0
+            ]:
                 break
         else:
             raise SystemExit("ingest did not start within 60 s")
         target = before + n * READINGS_PER_MESSAGE
-        p, q, t0 = start_publisher(f"bench/{run}/gateways/gw1/json", n, time.time() - 1800 - workers * 600)
+        p, _q, t0 = start_publisher(f"bench/{run}/gateways/gw1/json", n, time.time() - 1800 - workers * 600)
         while True:
             count = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
             if count >= target:
@@ -249,13 +279,36 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--naive-messages", type=int, default=20_000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--mqtt-url", default=None, help="use this broker instead of a private Mosquitto")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as brokerdir:
+        broker = None
+        global MQTT
+        if args.mqtt_url:
+            MQTT = args.mqtt_url
+        else:
+            from sense311.embedded import start_mqtt_broker
+
+            broker = start_mqtt_broker(Path(brokerdir))
+            MQTT = broker.url
+        try:
+            run(args)
+        finally:
+            if broker is not None:
+                broker.stop()
+
+
+def run(args: argparse.Namespace) -> None:
     n = args.messages
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(DB, autocommit=True)
     env = {**os.environ, "SENSE311_DATABASE_URL": DB, "SENSE311_STORAGE__SCHEMA": schema}
-    subprocess.run([sys.executable, "-m", "sense311.cli", "db", "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "sense311.cli", "db", "migrate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     conn = psycopg.connect(DB, autocommit=True, options=f"-c search_path={schema},public")
     with conn.cursor() as cur:
         cur.executemany(
@@ -285,15 +338,21 @@ def main() -> None:
     print()
     for w in args.workers:
         key = f"pipeline_{w}w"
-        print(f"{key}: {rate[key] * READINGS_PER_MESSAGE:,.0f} readings/s; "
-              f"pipeline / bare_subscriber = {rate[key] / rate['bare_subscriber']:.2f}; "
-              f"pipeline / copy = {rate[key] / rate['copy']:.2f}; "
-              f"pipeline / naive = {rate[key] / rate['naive']:.1f}")
+        print(
+            f"{key}: {rate[key] * READINGS_PER_MESSAGE:,.0f} readings/s; "
+            f"pipeline / bare_subscriber = {rate[key] / rate['bare_subscriber']:.2f}; "
+            f"pipeline / copy = {rate[key] / rate['copy']:.2f}; "
+            f"pipeline / naive = {rate[key] / rate['naive']:.1f}"
+        )
 
 
 def _report(name: str, messages: int, seconds: float) -> None:
-    print(f"{name:>16}: {messages / seconds:>9,.0f} messages/s  {messages * READINGS_PER_MESSAGE / seconds:>10,.0f} "
-          f"readings/s  ({messages} messages in {seconds:.2f} s)", flush=True)
+    print(
+        f"{name:>16}: {messages / seconds:>9,.0f} messages/s  "
+        f"{messages * READINGS_PER_MESSAGE / seconds:>10,.0f} readings/s  "
+        f"({messages} messages in {seconds:.2f} s)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ def _target(key: str, spec: Any) -> MapTarget:
         unknown = set(spec) - {"metric", "scale", "offset", "transform"}
         if unknown or "metric" not in spec:
             raise ConfigError(
-                f"field_map.{key}: expected a metric name or {{metric, scale, offset, transform}}, got {dict(spec)!r}"
+                f"field_map.{key}: expected a metric name or {{metric, scale, offset, transform}}, "
+                f"got {dict(spec)!r}"
             )
         transform = spec.get("transform")
         if transform is not None and transform not in TRANSFORMS:

@@ -64,7 +64,9 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     """``mqtt://user:pass@host:1883`` or ``mqtts://host:8883`` (the default ports when omitted)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"invalid MQTT URL {redact_url(url)}: expected mqtt://host:port or mqtts://host:port")
+        raise ConfigError(
+            f"invalid MQTT URL {redact_url(url)}: expected mqtt://host:port or mqtts://host:port"
+        )
     tls = parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if tls else 1883)
@@ -102,7 +104,9 @@ def make_client(
     if address.tls:
         context = ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
         if settings.tls_cert:
-            context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key) if settings.tls_key else None)
+            context.load_cert_chain(
+                str(settings.tls_cert), str(settings.tls_key) if settings.tls_key else None
+            )
         if settings.tls_insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -164,7 +168,9 @@ class MqttConsumer:
                 properties=props,
             )
         except (OSError, ValueError) as exc:
-            raise MqttError(f"cannot connect to MQTT broker {self.address.host}:{self.address.port}: {exc}") from exc
+            raise MqttError(
+                f"cannot connect to MQTT broker {self.address.host}:{self.address.port}: {exc}"
+            ) from exc
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> None:
@@ -194,10 +200,15 @@ class MqttConsumer:
 
     # -- paho callbacks (network thread) --------------------------------------------------
 
-    def _handle_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _handle_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.last_error = f"connection refused: {reason_code}"
-            log.error("MQTT broker %s:%s refused the connection: %s", self.address.host, self.address.port, reason_code)
+            log.error(
+                "MQTT broker %s:%s refused the connection: %s",
+                self.address.host,
+                self.address.port,
+                reason_code,
+            )
             return
         with self._lock:
             self._generation += 1
@@ -207,14 +218,17 @@ class MqttConsumer:
             subs = [(f, SubscribeOptions(qos=1)) for f in self.filters]
         else:
             subs = [(f, 1) for f in self.filters]
-        result, mid = client.subscribe(subs)
+        _result, mid = client.subscribe(subs)
         self._pending_sub = mid
         log.info(
             "connected to MQTT %s:%s (session present: %s), subscribing %d filters",
-            self.address.host, self.address.port, flags.session_present, len(subs),
+            self.address.host,
+            self.address.port,
+            flags.session_present,
+            len(subs),
         )
 
-    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
             self.last_error = f"subscription refused: {', '.join(failed)}"
@@ -222,14 +236,14 @@ class MqttConsumer:
             return
         self.subscribed.set()
 
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         self.subscribed.clear()
         if reason_code != 0:
             self.last_error = f"disconnected: {reason_code}"
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
-    def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+    def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         self._on_message(
             Message(
                 message.topic,

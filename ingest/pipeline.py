@@ -99,8 +99,16 @@ class Pipeline:
         topic_routes = [TopicRoute(r.pattern, r.decoder, r.options, r.ignore) for r in settings.routes]
         self.router = Router(topic_routes)
         self._index = {id(r): i for i, r in enumerate(self.router.routes)}
-        self._decoders = [get_decoder(r.decoder) if r.decoder and not r.ignore else None for r in settings.routes]
-        self._field_maps = [FieldMap(DEFAULT_FIELD_MAP, settings.field_map, r.field_map) for r in settings.routes]
+        self._decoders = [
+            get_decoder(r.decoder) if r.decoder and not r.ignore else None for r in settings.routes
+        ]
+        # Bad route options fail at start-up, naming the option, not at the first message.
+        for route, decoder in zip(settings.routes, self._decoders, strict=True):
+            if decoder is not None:
+                decoder.check_options(route.options)
+        self._field_maps = [
+            FieldMap(DEFAULT_FIELD_MAP, settings.field_map, r.field_map) for r in settings.routes
+        ]
         self._ranges = {**DEFAULT_RANGES, **settings.ranges}
         self._max_payload = settings.max_payload_bytes
 
@@ -220,12 +228,16 @@ class Pipeline:
                     problems["unmapped_field"].append(reading.metric)
                     problem_sensor.setdefault("unmapped_field", sid)
                     continue
-                pairs: Iterable[tuple[str, float | None]] = ((sanitize_metric(reading.metric), reading.value),)
+                pairs: Iterable[tuple[str, float | None]] = (
+                    (sanitize_metric(reading.metric), reading.value),
+                )
             else:
                 pairs = [(tg.metric, tg.apply(reading.value, info.metadata)) for tg in targets]
             for metric, value in pairs:
                 if value is None:
-                    problems["missing_metadata"].append(f"{metric} from {reading.metric} needs registry metadata")
+                    problems["missing_metadata"].append(
+                        f"{metric} from {reading.metric} needs registry metadata"
+                    )
                     problem_sensor.setdefault("missing_metadata", sid)
                     continue
                 if not math.isfinite(value):
@@ -234,7 +246,9 @@ class Pipeline:
                     continue
                 bounds = self._ranges.get(metric)
                 if bounds is not None and not (bounds[0] <= value <= bounds[1]):
-                    problems["out_of_range"].append(f"{metric}={value:g} outside [{bounds[0]:g}, {bounds[1]:g}]")
+                    problems["out_of_range"].append(
+                        f"{metric}={value:g} outside [{bounds[0]:g}, {bounds[1]:g}]"
+                    )
                     problem_sensor.setdefault("out_of_range", sid)
                     continue
                 batch.rows.append((t, sid, metric, value, received))

@@ -29,6 +29,7 @@ from sense311.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
+    "MAX_TOPIC_BYTES",
     "InvalidTopicError",
     "Route",
     "RouteMatch",

@@ -59,7 +59,9 @@ _SENTINELS = frozenset(
     {"", "n/a", "na", "no sensor", "none", "null", "nil", "error", "err", "unknown", "undefined"}
     | {"-", "--", "---", "?"}
 )
-_NON_FINITE_TEXT = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+_NON_FINITE_TEXT = frozenset(
+    {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+)
 # Ordinals look like a number with a unit ("2nd") but are not measurements.
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 
@@ -243,16 +245,33 @@ def _number_text(number: float) -> str:
 
 def _parse_time_text(text: str, tz: tzinfo | None) -> datetime:
     stripped = text.strip()
-    if _EPOCH_TEXT_RE.fullmatch(stripped):
-        return _from_epoch(int(stripped) if stripped.isdigit() else float(stripped))
-    if not _ISO_RE.fullmatch(stripped):
-        shown = stripped if len(stripped) <= 40 else stripped[:40] + "…"
-        raise BadValue("bad_time", f"not an ISO 8601 date and time: {shown!r}")
-    try:
-        parsed = datetime.fromisoformat(stripped.upper())
-    except ValueError as exc:
-        raise BadValue("bad_time", f"{stripped!r}: {exc}") from None
-    if parsed.tzinfo is None:
+    parsed: datetime | None = None
+    # Fast path for the common RFC 3339 shape; the C parser is ten times cheaper
+    # than the regular expression below, which only runs for the rest.
+    if (
+        len(stripped) >= 16
+        and stripped[10] == "T"
+        and stripped[4] == stripped[7] == "-"
+        and stripped[13] == ":"
+    ):
+        try:
+            parsed = datetime.fromisoformat(stripped)
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        if _EPOCH_TEXT_RE.fullmatch(stripped):
+            return _from_epoch(int(stripped) if stripped.isdigit() else float(stripped))
+        if not _ISO_RE.fullmatch(stripped):
+            shown = stripped if len(stripped) <= 40 else stripped[:40] + "…"
+            raise BadValue("bad_time", f"not an ISO 8601 date and time: {shown!r}")
+        try:
+            parsed = datetime.fromisoformat(stripped.upper())
+        except ValueError as exc:
+            raise BadValue("bad_time", f"{stripped!r}: {exc}") from None
+    zone = parsed.tzinfo
+    if zone is UTC:  # fromisoformat gives the UTC singleton for "Z" and "+00:00"
+        return parsed
+    if zone is None:
         parsed = parsed.replace(tzinfo=tz or UTC)
     try:
         return parsed.astimezone(UTC)

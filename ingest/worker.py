@@ -158,12 +158,18 @@ class IngestWorker:
                 metrics.WRITE_RETRIES.inc()
                 log.warning(
                     "%d messages not committed after %d attempts in %.1f s: %s; retrying in %.1f s",
-                    len(pending), backoff.attempts, backoff.elapsed(), exc, delay,
+                    len(pending),
+                    backoff.attempts,
+                    backoff.elapsed(),
+                    exc,
+                    delay,
                 )
                 if self._stop.wait(delay) and backoff.attempts > 3:
                     # Shutting down with the database away: keep nothing unacked in memory; the
                     # broker holds the messages for the persistent session.
-                    log.error("stopping with %d messages unacknowledged; the broker will redeliver", len(pending))
+                    log.error(
+                        "stopping with %d messages unacknowledged; the broker will redeliver", len(pending)
+                    )
                     return
         acked = self.consumer.ack(p.message.token for p in pending)
         self.stats.acked += acked
@@ -199,14 +205,22 @@ class IngestWorker:
                     raise
                 err = IngestError(str(one), reason="write_error")
                 dead = DeadLetter(
-                    datetime.fromtimestamp(p.message.received_at, UTC), p.message.topic,
-                    p.message.payload, err.reason, err.detail, p.format, None, p.gateway,
+                    datetime.fromtimestamp(p.message.received_at, UTC),
+                    p.message.topic,
+                    p.message.payload,
+                    err.reason,
+                    err.detail,
+                    p.format,
+                    None,
+                    p.gateway,
                 )
                 self.writer.write(Batch(dead_letters=[dead]))
                 metrics.DEAD_LETTERS.labels(err.reason).inc()
                 r = WriteResult(0, 0, 1, 0.0)
             total = WriteResult(
-                total.rows + r.rows, total.inserted + r.inserted, total.dead_letters + r.dead_letters,
+                total.rows + r.rows,
+                total.inserted + r.inserted,
+                total.dead_letters + r.dead_letters,
                 total.seconds + r.seconds,
             )
         return total

@@ -15,6 +15,7 @@ Each flush:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ FROM readings_stage ORDER BY sensor_id, metric, time DESC
 ON CONFLICT (sensor_id, metric) DO UPDATE
 SET time = excluded.time, value = excluded.value, received_at = excluded.received_at
 WHERE latest_readings.time < excluded.time"""
-_DEAD = """INSERT INTO dead_letters (received_at, topic, payload, reason, detail, format, sensor_id, gateway_id)
+_DEAD = """INSERT INTO dead_letters
+    (received_at, topic, payload, reason, detail, format, sensor_id, gateway_id)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""
 _REGISTER = """INSERT INTO sensors (id, kind, gateway, metadata) VALUES (%s, 'unknown', %s, %s)
 ON CONFLICT (id) DO NOTHING"""
@@ -91,10 +93,8 @@ class BatchWriter:
     def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.close()
-            except psycopg.Error:
-                pass
 
     def _ensure_partitions(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
         lo = min(r[0] for r in rows)
@@ -121,7 +121,10 @@ class BatchWriter:
                     with conn.cursor() as cur:
                         cur.executemany(
                             _REGISTER,
-                            [(sid, gw, Jsonb({"auto_registered": True})) for sid, gw in batch.auto_register.items()],
+                            [
+                                (sid, gw, Jsonb({"auto_registered": True}))
+                                for sid, gw in batch.auto_register.items()
+                            ],
                         )
                 if batch.rows:
                     self._ensure_partitions(conn, batch.rows)
@@ -149,7 +152,16 @@ class BatchWriter:
             cur.executemany(
                 _DEAD,
                 [
-                    (d.received_at, d.topic, d.payload, d.reason, d.detail, d.format, d.sensor_id, d.gateway_id)
+                    (
+                        d.received_at,
+                        d.topic,
+                        d.payload,
+                        d.reason,
+                        d.detail,
+                        d.format,
+                        d.sensor_id,
+                        d.gateway_id,
+                    )
                     for d in dead
                 ],
             )

@@ -36,7 +36,9 @@ app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Settings file (.yaml or .toml); default $SENSE311_CONFIG.", show_default=False),
+    typer.Option(
+        "--config", "-c", help="Settings file (.yaml or .toml); default $SENSE311_CONFIG.", show_default=False
+    ),
 ]
 
 
@@ -142,7 +144,10 @@ def _run_worker(settings: Settings, index: int, workers: int, group: str | None)
     stats = worker.run()
     log.info(
         "ingest worker %d stopped: %d messages, %d readings stored, %d dead letters",
-        index + 1, stats.received, stats.inserted, stats.dead_letters,
+        index + 1,
+        stats.received,
+        stats.inserted,
+        stats.dead_letters,
     )
 
 
@@ -161,9 +166,15 @@ def _child(settings_json: str, index: int, workers: int, group: str | None) -> N
 @app.command("ingest")
 def ingest_cmd(
     config: ConfigOption = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64, help="Processes sharing the subscription.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, max=64, help="Processes sharing the subscription.")
+    ] = 1,
     group: Annotated[
-        str | None, typer.Option("--group", help="Shared-subscription group ($share/GROUP/…); default with --workers > 1: sense311.")
+        str | None,
+        typer.Option(
+            "--group",
+            help="Shared-subscription group ($share/GROUP/…); default with --workers > 1: sense311.",
+        ),
     ] = None,
 ) -> None:
     """Subscribe to the gateways' topics and store their readings (ack after commit)."""
@@ -174,7 +185,10 @@ def ingest_cmd(
         return
     ctx = multiprocessing.get_context("spawn")
     payload = _dump_settings(settings)
-    procs = [ctx.Process(target=_child, args=(payload, i, workers, shared), name=f"ingest-{i}") for i in range(workers)]
+    procs = [
+        ctx.Process(target=_child, args=(payload, i, workers, shared), name=f"ingest-{i}")
+        for i in range(workers)
+    ]
     for p in procs:
         p.start()
 

@@ -63,7 +63,7 @@ __all__ = [
 HOST = "127.0.0.1"
 
 #: Seconds to wait for a service to accept connections. initdb plus the first
-#: start of PostgreSQL take about 1.5 s on a 2-core machine; the margin is for
+#: start of PostgreSQL take about 1 s on a 2-core machine; the margin is for
 #: a loaded CI machine.
 START_TIMEOUT = 30.0
 #: Seconds for a polite stop (checkpoint, persistence save) before escalating.

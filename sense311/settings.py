@@ -35,7 +35,9 @@ __all__ = [
     "redact_url",
 ]
 
-_file_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("sense311_file", default={})
+_file_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "sense311_file", default=None
+)
 
 
 def redact_url(url: str | SecretStr | None) -> str:
@@ -161,7 +163,7 @@ class _FileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_file_data.get())
+        return dict(_file_data.get() or {})
 
 
 class Settings(BaseSettings):

@@ -14,7 +14,7 @@ __all__ = ["VENDOR_OUI", "dev_eui", "digest", "gateway_eui", "stable_uuid"]
 #: The first three bytes of a DevEUI name the vendor (an IEEE OUI), as on real devices; distinct
 #: prefixes per kind also keep ids of different kinds from ever colliding.
 VENDOR_OUI: dict[str, str] = {
-    "bin": "24e124",  # Milesight (EM310-UDL ultrasonic bin sensors)
+    "bin": "24e124",  # Milesight (EM400-MUD ultrasonic bin sensors)
     "light": "70b3d5",  # IEEE OUI-36 block used by many street-light controller makers
     "parking": "0004a3",  # Microchip-based parking sensors
     "air": "a84041",  # Dragino

@@ -114,7 +114,9 @@ def with_search_path(conninfo: str, schema: str) -> str:
     if not conninfo.startswith(("postgresql://", "postgres://")):
         return make_conninfo(conninfo, options=options)
     parts = urlsplit(conninfo)
-    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "options"]
+    query = [
+        (key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "options"
+    ]
     query.append(("options", options))
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 

@@ -14,7 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", poll: float = 0.05) -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", poll: float = 0.05
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -30,7 +32,9 @@ def publish_all(url: str, messages: Iterable[tuple[str, bytes]], qos: int = 1, t
     """Publish and wait until the broker acknowledged every message; returns the count."""
     parts = urlsplit(url)
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv311
+        CallbackAPIVersion.VERSION2,
+        client_id=f"test-pub-{uuid.uuid4().hex[:8]}",
+        protocol=MQTTProtocolVersion.MQTTv311,
     )
     if parts.username:
         client.username_pw_set(parts.username, parts.password)

@@ -12,9 +12,10 @@ Rules every decoder follows:
   (the message is dead-lettered, ingest goes on);
 * a single field it cannot read (``"No Sensor"``, a nested object, a non-finite
   number) becomes a ``FieldReject`` and the other fields are kept;
-* a message that is valid but carries no measurement (a join event, a bridge
-  log) raises ``DecodeError`` with ``reason="no_readings"`` unless the decoder is
-  configured to ignore it, in which case it returns ``Decoded(ignored=True)``;
+* a message that is valid but by its kind carries no measurement (a join event,
+  a bridge log, an attribute update) returns ``Decoded(ignored=True)``; a
+  measurement message that yields nothing raises ``DecodeError`` with
+  ``reason="no_readings"``;
 * times without a zone are UTC unless the decoder documents otherwise; a message
   without any time uses ``ctx.received_at``.
 """
@@ -73,3 +74,5 @@ class Decoder(Protocol):
     NAME: str
 
     def decode(self, topic: str, payload: bytes, ctx: DecodeContext) -> Decoded: ...
+
+    def check_options(self, options: Mapping[str, Any]) -> None: ...

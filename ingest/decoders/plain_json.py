@@ -39,10 +39,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ingest.decoders._common import (
+    OnOff,
     OptionCache,
     add_fields,
     always,
-    check_options as _check,
     finish,
     load_json,
     never,
@@ -50,6 +50,9 @@ from ingest.decoders._common import (
     option_str,
     option_str_list,
     read_time,
+)
+from ingest.decoders._common import (
+    check_options as _check,
 )
 from ingest.decoders.base import DecodeContext, Decoded, FieldReject
 from ingest.errors import DecodeError
@@ -79,7 +82,7 @@ class _Options(NamedTuple):
     time_keys: tuple[str, ...]
     skip: frozenset[str]
     flat_skip: frozenset[str]
-    on_off: Any
+    on_off: OnOff
 
 
 def _build(options: Mapping[str, Any]) -> _Options:
@@ -122,7 +125,9 @@ def decode(topic: str, payload: bytes, ctx: DecodeContext) -> Decoded:
                 out.rejects.append(FieldReject(ctx.sensor_id, f"[{i}]", item, "bad_value", detail))
         return finish(out, what)
     if type(data) is not dict:
-        raise DecodeError(f"{what} is a JSON {type(data).__name__}, not an object or array", reason="wrong_shape")
+        raise DecodeError(
+            f"{what} is a JSON {type(data).__name__}, not an object or array", reason="wrong_shape"
+        )
     gateway = opts.gateway_form
     if gateway is None:
         gateway = topic == "v1/gateway/telemetry" or _looks_like_gateway_form(data)
@@ -145,7 +150,9 @@ def _looks_like_gateway_form(data: Mapping[str, Any]) -> bool:
     return True
 
 
-def _decode_gateway(data: Mapping[str, Any], out: Decoded, ctx: DecodeContext, opts: _Options, what: str) -> None:
+def _decode_gateway(
+    data: Mapping[str, Any], out: Decoded, ctx: DecodeContext, opts: _Options, what: str
+) -> None:
     for device, items in data.items():
         if type(items) is not list:
             detail = f"gateway form: the value of a device is a {type(items).__name__}, not a list"
@@ -188,7 +195,8 @@ def _sensor_id(obj: Mapping[str, Any], opts: _Options, default: str | None, what
         return str(value)
     if value is not None:
         raise DecodeError(
-            f'{what}: "{opts.sensor_key}" is {type(value).__name__} {value!r:.40}, not a string', reason="bad_sensor_id"
+            f'{what}: "{opts.sensor_key}" is {type(value).__name__} {value!r:.40}, not a string',
+            reason="bad_sensor_id",
         )
     if default is None:
         raise DecodeError(
@@ -202,7 +210,7 @@ def _time(obj: Mapping[str, Any], opts: _Options, ctx: DecodeContext, what: str)
     for key in opts.time_keys:
         value = obj.get(key)
         if value is not None:
-            return read_time(value, f'{what}: "{key}"')
+            return read_time(value, what, key)
     return ctx.received_at
 
 

@@ -33,7 +33,9 @@ def make_conninfo(settings: Settings, application: str = "sense311") -> str:
     return _conninfo.make_conninfo(**params)
 
 
-def connect(settings: Settings, application: str = "sense311", autocommit: bool = False) -> psycopg.Connection:
+def connect(
+    settings: Settings, application: str = "sense311", autocommit: bool = False
+) -> psycopg.Connection:
     """One connection; errors become ``DatabaseError`` naming the (redacted) URL."""
     try:
         return psycopg.connect(make_conninfo(settings, application), autocommit=autocommit)

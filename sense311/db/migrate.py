@@ -70,7 +70,9 @@ def discover() -> dict[int, dict[str | None, Migration]]:
 
 def _lock_key(schema: str) -> int:
     # Signed 64-bit key derived from the schema, so deployments in separate schemas don't wait on each other.
-    return int.from_bytes(hashlib.sha256(f"sense311.migrate.{schema}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"sense311.migrate.{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 def applied_versions(conn: psycopg.Connection) -> dict[int, str]:
@@ -144,7 +146,8 @@ def migrate(conn: psycopg.Connection, settings: Settings) -> MigrationResult:
                 with conn.transaction():
                     conn.execute(migration.sql)
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name, variant, checksum) VALUES (%s, %s, %s, %s)",
+                        "INSERT INTO schema_migrations (version, name, variant, checksum) "
+                        "VALUES (%s, %s, %s, %s)",
                         (migration.version, migration.name, migration.variant, migration.checksum),
                     )
                     if migration.variant is not None:
@@ -158,6 +161,8 @@ def migrate(conn: psycopg.Connection, settings: Settings) -> MigrationResult:
                 raise DatabaseError(f"migration {migration.filename} failed: {first}") from exc
             applied.append(migration.filename)
             log.info("applied migration %s", migration.filename)
-        return MigrationResult(mode=mode or storage_mode(conn) or "postgres", applied=applied, already=len(done))
+        return MigrationResult(
+            mode=mode or storage_mode(conn) or "postgres", applied=applied, already=len(done)
+        )
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

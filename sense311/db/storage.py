@@ -46,7 +46,9 @@ def apply_policies(conn: psycopg.Connection, settings: Settings) -> None:
         conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
         conn.execute("SELECT add_retention_policy('readings', %s::interval)", (_interval(st.retention),))
         conn.execute("SELECT remove_compression_policy('readings', if_exists => true)")
-        conn.execute("SELECT add_compression_policy('readings', %s::interval)", (_interval(st.compress_after),))
+        conn.execute(
+            "SELECT add_compression_policy('readings', %s::interval)", (_interval(st.compress_after),)
+        )
         conn.execute("SELECT remove_continuous_aggregate_policy('readings_hourly', if_not_exists => true)")
         conn.execute(
             "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => %s::interval, "

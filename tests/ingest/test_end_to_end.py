@@ -26,22 +26,29 @@ def _json(sensor: str, ts: float, **metrics: float) -> bytes:
     return json.dumps({"sensor_id": sensor, "ts": ts, "metrics": metrics}).encode()
 
 
-def test_plain_json_is_stored_with_field_map_and_latest_value(ingest_settings: Settings, mqtt_url: str,
-                                                               topic_prefix: str) -> None:
+def test_plain_json_is_stored_with_field_map_and_latest_value(
+    ingest_settings: Settings, mqtt_url: str, topic_prefix: str
+) -> None:
     now = time.time()
     topic = f"{topic_prefix}gateways/gw-a/json"
     with running_worker(ingest_settings):
-        publish_all(mqtt_url, [
-            (topic, _json("bin-001", now - 60, distance=250, battery=97, temperature=11.5)),
-            (topic, _json("bin-001", now - 30, distance=500, battery=96, temperature=11.0)),
-        ])
-        wait_for(lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 8, what="8 readings stored")
+        publish_all(
+            mqtt_url,
+            [
+                (topic, _json("bin-001", now - 60, distance=250, battery=97, temperature=11.5)),
+                (topic, _json("bin-001", now - 30, distance=500, battery=96, temperature=11.0)),
+            ],
+        )
+        wait_for(
+            lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 8, what="8 readings stored"
+        )
     rows = _rows(ingest_settings)
     assert ("bin-001", "fill_level", 0.75) in rows and ("bin-001", "fill_level", 0.5) in rows
     assert ("bin-001", "distance_mm", 250.0) in rows
     with connect(ingest_settings, autocommit=True) as conn:
-        latest = dict(conn.execute(
-            "SELECT metric, value FROM latest_readings WHERE sensor_id = 'bin-001'").fetchall())
+        latest = dict(
+            conn.execute("SELECT metric, value FROM latest_readings WHERE sensor_id = 'bin-001'").fetchall()
+        )
     assert latest == {"fill_level": 0.5, "distance_mm": 500.0, "battery": 96.0, "temperature": 11.0}
 
 
@@ -56,13 +63,14 @@ def test_duplicates_are_stored_once(ingest_settings: Settings, mqtt_url: str, to
     assert worker.stats.inserted == 2 and worker.stats.rows == 10
 
 
-def test_every_rejection_is_a_dead_letter_with_its_reason(ingest_settings: Settings, mqtt_url: str,
-                                                          topic_prefix: str) -> None:
+def test_every_rejection_is_a_dead_letter_with_its_reason(
+    ingest_settings: Settings, mqtt_url: str, topic_prefix: str
+) -> None:
     now = time.time()
     gw = f"{topic_prefix}gateways/gw-a/json"
     big = _json("bin-001", now, battery=1) + b" " * 70_000
     cases = {
-        "decode_error": b"{not json",
+        "invalid_json": b"{not json",
         "unknown_sensor": _json("nobody-here", now, battery=50),
         "future_timestamp": _json("bin-001", now + 86400, battery=50),
         "too_old": _json("bin-001", now - 400 * 86400, battery=50),
@@ -70,11 +78,18 @@ def test_every_rejection_is_a_dead_letter_with_its_reason(ingest_settings: Setti
         "payload_too_large": big,
     }
     with running_worker(ingest_settings):
-        publish_all(mqtt_url, [(gw, body) for body in cases.values()]
-                    + [(f"{topic_prefix}gateways/gw-a/json", _json("bin-001", now - 1, temperature=12))])
-        wait_for(lambda: _count(ingest_settings, "SELECT count(*) FROM dead_letters") >= len(cases),
-                 what="a dead letter per case")
-        wait_for(lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 1, what="the good reading")
+        publish_all(
+            mqtt_url,
+            [(gw, body) for body in cases.values()]
+            + [(f"{topic_prefix}gateways/gw-a/json", _json("bin-001", now - 1, temperature=12))],
+        )
+        wait_for(
+            lambda: _count(ingest_settings, "SELECT count(*) FROM dead_letters") >= len(cases),
+            what="a dead letter per case",
+        )
+        wait_for(
+            lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 1, what="the good reading"
+        )
     with connect(ingest_settings, autocommit=True) as conn:
         got = {r: (p, d) for r, p, d in conn.execute("SELECT reason, payload, detail FROM dead_letters")}
     assert set(got) == set(cases)
@@ -86,13 +101,21 @@ def test_every_rejection_is_a_dead_letter_with_its_reason(ingest_settings: Setti
     assert "battery=250" in got["out_of_range"][1]
 
 
-def test_sentinel_rejected_per_field_other_fields_kept(ingest_settings: Settings, mqtt_url: str,
-                                                       topic_prefix: str) -> None:
-    body = json.dumps({"sensor_id": "bin-001", "ts": time.time() - 3,
-                       "metrics": {"temperature": "No Sensor", "battery": "88 %", "distance": "400"}}).encode()
+def test_sentinel_rejected_per_field_other_fields_kept(
+    ingest_settings: Settings, mqtt_url: str, topic_prefix: str
+) -> None:
+    body = json.dumps(
+        {
+            "sensor_id": "bin-001",
+            "ts": time.time() - 3,
+            "metrics": {"temperature": "No Sensor", "battery": "88 %", "distance": "400"},
+        }
+    ).encode()
     with running_worker(ingest_settings):
         publish_all(mqtt_url, [(f"{topic_prefix}gateways/gw-a/json", body)])
-        wait_for(lambda: _count(ingest_settings, "SELECT count(*) FROM dead_letters") == 1, what="one dead letter")
+        wait_for(
+            lambda: _count(ingest_settings, "SELECT count(*) FROM dead_letters") == 1, what="one dead letter"
+        )
         wait_for(lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 3, what="3 readings")
     rows = _rows(ingest_settings)
     assert ("bin-001", "battery", 88.0) in rows and ("bin-001", "fill_level", 0.6) in rows
@@ -101,8 +124,9 @@ def test_sentinel_rejected_per_field_other_fields_kept(ingest_settings: Settings
     assert "temperature" in detail and reason
 
 
-def test_auto_registration_when_configured(database_url: str, db_schema: str, mqtt_url: str,
-                                           topic_prefix: str) -> None:
+def test_auto_registration_when_configured(
+    database_url: str, db_schema: str, mqtt_url: str, topic_prefix: str
+) -> None:
     from sense311.db import migrate
     from tests.ingest.conftest import make_settings
 
@@ -110,14 +134,20 @@ def test_auto_registration_when_configured(database_url: str, db_schema: str, mq
     with connect(settings, autocommit=True) as conn:
         migrate(conn, settings)
     with running_worker(settings):
-        publish_all(mqtt_url, [(f"{topic_prefix}gateways/gw-z/json", _json("newcomer", time.time() - 2, battery=70))])
+        publish_all(
+            mqtt_url, [(f"{topic_prefix}gateways/gw-z/json", _json("newcomer", time.time() - 2, battery=70))]
+        )
         wait_for(lambda: _count(settings, "SELECT count(*) FROM readings") == 1, what="the reading")
     with connect(settings, autocommit=True) as conn:
-        assert conn.execute("SELECT kind, gateway FROM sensors WHERE id = 'newcomer'").fetchone() == ("unknown", "gw-z")
+        assert conn.execute("SELECT kind, gateway FROM sensors WHERE id = 'newcomer'").fetchone() == (
+            "unknown",
+            "gw-z",
+        )
 
 
-def test_gateway_binding_is_enforced_when_configured(database_url: str, db_schema: str, mqtt_url: str,
-                                                     topic_prefix: str) -> None:
+def test_gateway_binding_is_enforced_when_configured(
+    database_url: str, db_schema: str, mqtt_url: str, topic_prefix: str
+) -> None:
     from sense311.db import migrate
     from tests.ingest.conftest import SENSORS, make_settings, register
 
@@ -127,22 +157,31 @@ def test_gateway_binding_is_enforced_when_configured(database_url: str, db_schem
         register(conn, SENSORS)
     now = time.time()
     with running_worker(settings):
-        publish_all(mqtt_url, [
-            (f"{topic_prefix}gateways/gw-b/json", _json("bin-001", now - 2, battery=70)),  # bound to gw-a
-            (f"{topic_prefix}gateways/gw-a/json", _json("bin-001", now - 1, battery=71)),
-        ])
-        wait_for(lambda: _count(settings, "SELECT count(*) FROM dead_letters WHERE reason = 'wrong_gateway'") == 1,
-                 what="the wrong-gateway dead letter")
+        publish_all(
+            mqtt_url,
+            [
+                (f"{topic_prefix}gateways/gw-b/json", _json("bin-001", now - 2, battery=70)),  # bound to gw-a
+                (f"{topic_prefix}gateways/gw-a/json", _json("bin-001", now - 1, battery=71)),
+            ],
+        )
+        wait_for(
+            lambda: _count(settings, "SELECT count(*) FROM dead_letters WHERE reason = 'wrong_gateway'") == 1,
+            what="the wrong-gateway dead letter",
+        )
         wait_for(lambda: _count(settings, "SELECT count(*) FROM readings") == 1, what="the bound reading")
 
 
-def test_chirpstack_uplink_through_broker(ingest_settings: Settings, mqtt_url: str, topic_prefix: str) -> None:
+def test_chirpstack_uplink_through_broker(
+    ingest_settings: Settings, mqtt_url: str, topic_prefix: str
+) -> None:
     t = datetime.now(UTC) - timedelta(seconds=30)
     body = {
         "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
         "time": t.isoformat().replace("+00:00", "Z"),
         "deviceInfo": {"devEui": "0101010101010101", "deviceName": "bin-17"},
-        "fCnt": 10, "fPort": 1, "data": "AQID",
+        "fCnt": 10,
+        "fPort": 1,
+        "data": "AQID",
         "object": {"distance": 750.0, "battery": 88.0},
         "rxInfo": [{"gatewayId": "0016c001f153a14c", "rssi": -57, "snr": 10.0}],
     }
@@ -155,11 +194,14 @@ def test_chirpstack_uplink_through_broker(ingest_settings: Settings, mqtt_url: s
     assert ("0101010101010101", "battery", 88.0) in rows
 
 
-def test_partitions_are_created_on_demand_for_backfills(ingest_settings: Settings, mqtt_url: str,
-                                                        topic_prefix: str) -> None:
+def test_partitions_are_created_on_demand_for_backfills(
+    ingest_settings: Settings, mqtt_url: str, topic_prefix: str
+) -> None:
     old = time.time() - 60 * 86400
     with running_worker(ingest_settings):
         publish_all(mqtt_url, [(f"{topic_prefix}gateways/gw-a/json", _json("bin-001", old, battery=42))])
-        wait_for(lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 1, what="the old reading")
+        wait_for(
+            lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 1, what="the old reading"
+        )
     with connect(ingest_settings, autocommit=True) as conn:
         assert conn.execute("SELECT value FROM readings").fetchone()[0] == 42.0

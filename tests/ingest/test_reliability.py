@@ -24,8 +24,16 @@ from tests.util import publish_all, wait_for
 def _messages(prefix: str, n: int, start: float) -> list[tuple[str, bytes]]:
     topic = f"{prefix}gateways/gw-a/json"
     return [
-        (topic, json.dumps({"sensor_id": "bin-001", "ts": round(start + i * 0.01, 3),
-                            "metrics": {"battery": i % 100, "temperature": (i % 50) / 2}}).encode())
+        (
+            topic,
+            json.dumps(
+                {
+                    "sensor_id": "bin-001",
+                    "ts": round(start + i * 0.01, 3),
+                    "metrics": {"battery": i % 100, "temperature": (i % 50) / 2},
+                }
+            ).encode(),
+        )
         for i in range(n)
     ]
 
@@ -45,11 +53,18 @@ def _spawn_ingest(settings: Settings, tmp_path: Path, name: str) -> subprocess.P
     config = tmp_path / f"{name}.json.yaml"
     data = settings.model_dump(mode="json", by_alias=True, exclude={"database_url", "mqtt_url"})
     config.write_text(json.dumps(data))
-    env = {**os.environ, "SENSE311_DATABASE_URL": settings.database_url.get_secret_value(),
-           "SENSE311_MQTT_URL": settings.mqtt_url.get_secret_value()}
+    env = {
+        **os.environ,
+        "SENSE311_DATABASE_URL": settings.database_url.get_secret_value(),
+        "SENSE311_MQTT_URL": settings.mqtt_url.get_secret_value(),
+    }
     log = (tmp_path / f"{name}.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "sense311.cli", "--config", str(config), "ingest"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sense311.cli", "--config", str(config), "ingest"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_subscribed(settings: Settings, url: str, prefix: str) -> None:
@@ -59,7 +74,9 @@ def _wait_subscribed(settings: Settings, url: str, prefix: str) -> None:
     def probed() -> bool:
         publish_all(url, [(topic, b"probe")])
         with connect(settings, autocommit=True) as conn:
-            return bool(conn.execute("SELECT count(*) FROM dead_letters WHERE topic = %s", (topic,)).fetchone()[0])
+            return bool(
+                conn.execute("SELECT count(*) FROM dead_letters WHERE topic = %s", (topic,)).fetchone()[0]
+            )
 
     wait_for(probed, timeout=60, what="ingest subscribed", poll=0.3)
 
@@ -99,7 +116,8 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     assert _count(settings) == 2 * n
     with connect(settings, autocommit=True) as conn:
         batteries = conn.execute(
-            "SELECT count(DISTINCT time) FROM readings WHERE metric = 'battery'").fetchone()[0]
+            "SELECT count(DISTINCT time) FROM readings WHERE metric = 'battery'"
+        ).fetchone()[0]
     assert batteries == n
 
 
@@ -111,8 +129,9 @@ def test_database_down_for_seconds_then_back_loses_nothing(
     proxy = tcp_proxy(parts.hostname, parts.port or 5432)
     proxied = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@{proxy.host}:{proxy.port}"))
     if parts.password:
-        proxied = urlunsplit(parts._replace(
-            netloc=f"{parts.username}:{parts.password}@{proxy.host}:{proxy.port}"))
+        proxied = urlunsplit(
+            parts._replace(netloc=f"{parts.username}:{parts.password}@{proxy.host}:{proxy.port}")
+        )
     settings = make_settings(proxied, db_schema, mqtt_url, topic_prefix, retry_max_delay="1s")
     _prepare(settings)
     n = 1500
@@ -139,8 +158,10 @@ def test_two_workers_share_one_subscription(
     _prepare(settings)
     group = f"g{uuid.uuid4().hex[:8]}"
     n = 2000
-    with running_worker(settings, client_id=f"{settings.mqtt.client_id}-0", shared_group=group) as w0, \
-         running_worker(settings, client_id=f"{settings.mqtt.client_id}-1", shared_group=group) as w1:
+    with (
+        running_worker(settings, client_id=f"{settings.mqtt.client_id}-0", shared_group=group) as w0,
+        running_worker(settings, client_id=f"{settings.mqtt.client_id}-1", shared_group=group) as w1,
+    ):
         publish_all(mqtt_url, _messages(topic_prefix, n, time.time() - 3600))
         wait_for(lambda: _count(settings) == 2 * n, what=f"{2 * n} readings")
         wait_for(lambda: w0.stats.acked + w1.stats.acked == n, what="every message acknowledged once")

@@ -1,0 +1,374 @@
+"""Detections → incidents → tickets.
+
+An incident is one problem on one sensor. The first detection opens it; further detections of the
+same open problem update it (last seen, evidence, count); the rule's resolution closes its sensor
+side; the city closing the ticket closes it. At most one incident per (problem, sensor) is open:
+the partial unique index ``incidents_open_key`` enforces it whoever races, and the upsert below
+turns the race into an update.
+
+Ticket decisions for one problem (group with a nearby open ticket, reopen a recently closed one,
+or open a new ticket and its outbox row) run under a per-problem transaction lock, so two
+evaluators filing incidents of one dark street at once still produce one ticket.
+
+Every function takes ``now`` (UTC, the wall clock of the caller) and leaves event times to the
+detections. Connections must be in autocommit mode: each call is its own transaction (or a
+savepoint inside the caller's).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sense311.errors import ConfigError
+from sense311.types import Detection
+from ticketing.grouping import Candidate, choose_ticket
+from ticketing.settings import TicketingSettings
+
+__all__ = [
+    "DEFAULT_CONSUMER",
+    "Change",
+    "ConsumeResult",
+    "apply_detection",
+    "consume_detections",
+    "new_reference",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONSUMER = "ticketing"
+#: Ticket states in which a ticket still takes new members (the city has not closed it).
+GROUPABLE = ("pending", "submitted", "open", "sent")
+#: Random bytes in a reference: 64 bits make a collision between two deployments sharing one
+#: endpoint negligible, so a marker found on the server is ours.
+REFERENCE_BYTES = 8
+
+_DETECTION_COLUMNS = (
+    "id, rule_id, rule_version, sensor_id, problem, kind, fired_at, onset, severity, value, evidence"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one detection did."""
+
+    detection_id: int | None
+    incident_id: int | None
+    action: Literal["opened", "updated", "resolved", "ignored"]
+    ticket_id: int | None = None
+    ticket_action: Literal["created", "joined", "follow_up", "suppressed"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeResult:
+    processed: int
+    last_id: int
+    changes: list[Change]
+
+
+def new_reference(prefix: str) -> str:
+    """A ticket reference such as ``S311-9f2c4e1a7b3d5f60``: random, stored, reused on every retry."""
+    return f"{prefix}-{secrets.token_hex(REFERENCE_BYTES)}"
+
+
+def _require_autocommit(conn: psycopg.Connection[Any], what: str) -> None:
+    if not conn.autocommit:
+        raise ConfigError(f"{what} needs an autocommit connection: it manages its own transactions")
+
+
+def _lock_problem(conn: psycopg.Connection[Any], problem: str) -> None:
+    # Transaction-scoped; keyed by schema too, so deployments sharing a database don't contend.
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('sense311.ticketing'),"
+        " hashtext(current_schema() || ':' || %s))",
+        (problem,),
+    )
+
+
+def apply_detection(
+    conn: psycopg.Connection[Any],
+    detection: Detection,
+    settings: TicketingSettings,
+    now: datetime,
+    *,
+    detection_id: int | None = None,
+) -> Change:
+    """Open, update or resolve the incident ``detection`` is about, and file or group its ticket."""
+    with conn.transaction():
+        _lock_problem(conn, detection.problem)
+        if detection.kind == "resolution":
+            return _resolve(conn, detection, now, detection_id)
+        if detection.kind != "detection":
+            log.warning("detection %s has unknown kind %r; ignored", detection_id, detection.kind)
+            return Change(detection_id, None, "ignored")
+        return _detect(conn, detection, settings, now, detection_id)
+
+
+_UPSERT = """
+INSERT INTO incidents (problem, sensor_id, rule_id, rule_version, severity, onset, first_seen, last_seen,
+                       value, evidence, lat, lon, last_detection_id, created_at, updated_at)
+SELECT %(problem)s, %(sensor_id)s, %(rule_id)s, %(rule_version)s, %(severity)s, %(onset)s, %(at)s, %(at)s,
+       %(value)s, %(evidence)s, s.lat, s.lon, %(detection_id)s, %(now)s, %(now)s
+FROM (SELECT 1) AS one LEFT JOIN sensors s ON s.id = %(sensor_id)s
+ON CONFLICT (problem, sensor_id) WHERE status = 'open' DO UPDATE SET
+    detections = incidents.detections + 1,
+    first_seen = least(incidents.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(incidents.last_seen, EXCLUDED.last_seen),
+    -- A detection older than the latest one (replayed, or from a slower evaluator) keeps the
+    -- newer evidence, and one older than the resolution does not undo it.
+    evidence = CASE WHEN EXCLUDED.last_seen >= incidents.last_seen THEN EXCLUDED.evidence
+                    ELSE incidents.evidence END,
+    value = CASE WHEN EXCLUDED.last_seen >= incidents.last_seen THEN EXCLUDED.value ELSE incidents.value END,
+    severity = CASE WHEN EXCLUDED.last_seen >= incidents.last_seen THEN EXCLUDED.severity
+                    ELSE incidents.severity END,
+    sensor_state = CASE WHEN incidents.resolved_at IS NULL OR EXCLUDED.last_seen > incidents.resolved_at
+                        THEN 'firing' ELSE incidents.sensor_state END,
+    resolved_at = CASE WHEN incidents.resolved_at IS NULL OR EXCLUDED.last_seen > incidents.resolved_at
+                       THEN NULL ELSE incidents.resolved_at END,
+    last_detection_id = coalesce(EXCLUDED.last_detection_id, incidents.last_detection_id),
+    updated_at = EXCLUDED.updated_at
+RETURNING id, (xmax = 0) AS inserted, lat, lon
+"""
+
+
+def _detect(
+    conn: psycopg.Connection[Any],
+    d: Detection,
+    settings: TicketingSettings,
+    now: datetime,
+    detection_id: int | None,
+) -> Change:
+    row = conn.execute(
+        _UPSERT,
+        {
+            "problem": d.problem,
+            "sensor_id": d.sensor_id,
+            "rule_id": d.rule_id,
+            "rule_version": d.rule_version,
+            "severity": d.severity,
+            "onset": d.onset,
+            "at": d.fired_at,
+            "value": d.value,
+            "evidence": Jsonb(d.evidence),
+            "detection_id": detection_id,
+            "now": now,
+        },
+    ).fetchone()
+    assert row is not None
+    incident_id, inserted, lat, lon = row
+    if not inserted:
+        return Change(detection_id, incident_id, "updated")
+
+    ticket_id = _group_ticket(conn, d, lat, lon, settings)
+    if ticket_id is not None:
+        _add_member(conn, ticket_id, incident_id, now)
+        return Change(detection_id, incident_id, "opened", ticket_id, "joined")
+
+    previous = _recent_closure(conn, d, settings)
+    follows: int | None = None
+    action: Literal["created", "follow_up"] = "created"
+    if previous is not None:
+        prev_incident, prev_ticket = previous
+        conn.execute("UPDATE incidents SET reopens_id = %s WHERE id = %s", (prev_incident, incident_id))
+        if settings.reopen == "ignore":
+            return Change(detection_id, incident_id, "opened", None, "suppressed")
+        if settings.reopen == "follow_up":
+            follows, action = prev_ticket, "follow_up"
+    ticket_id = _create_ticket(conn, d, lat, lon, follows, settings, now)
+    _add_member(conn, ticket_id, incident_id, now)
+    return Change(detection_id, incident_id, "opened", ticket_id, action)
+
+
+def _group_ticket(
+    conn: psycopg.Connection[Any],
+    d: Detection,
+    lat: float | None,
+    lon: float | None,
+    settings: TicketingSettings,
+) -> int | None:
+    if lat is None or lon is None:
+        return None
+    window = settings.group_window
+    rows = conn.execute(
+        """SELECT t.id, t.opened_at, i.lat, i.lon
+           FROM tickets t
+           JOIN ticket_members m ON m.ticket_id = t.id
+           JOIN incidents i ON i.id = m.incident_id
+           WHERE t.problem = %s AND t.status = ANY(%s) AND t.opened_at BETWEEN %s AND %s""",
+        (d.problem, list(GROUPABLE), d.fired_at - window, d.fired_at + window),
+    ).fetchall()
+    candidates = [Candidate(r[0], r[1], r[2], r[3]) for r in rows]
+    return choose_ticket(candidates, lat, lon, d.fired_at, distance=settings.group_distance_m, window=window)
+
+
+def _recent_closure(
+    conn: psycopg.Connection[Any], d: Detection, settings: TicketingSettings
+) -> tuple[int, int] | None:
+    """(incident, ticket) closed by the city for this problem and sensor within the cooldown."""
+    row = conn.execute(
+        """SELECT i.id, t.id, t.closed_at
+           FROM incidents i
+           JOIN ticket_members m ON m.incident_id = i.id
+           JOIN tickets t ON t.id = m.ticket_id
+           WHERE i.problem = %s AND i.sensor_id = %s AND i.status = 'closed'
+             AND t.status = 'closed' AND t.outcome IN ('closed', 'duplicate')
+           ORDER BY t.closed_at DESC NULLS LAST
+           LIMIT 1""",
+        (d.problem, d.sensor_id),
+    ).fetchone()
+    if row is None or row[2] is None:
+        return None
+    if d.fired_at - row[2] > settings.cooldown:
+        return None
+    return row[0], row[1]
+
+
+def _create_ticket(
+    conn: psycopg.Connection[Any],
+    d: Detection,
+    lat: float | None,
+    lon: float | None,
+    follows: int | None,
+    settings: TicketingSettings,
+    now: datetime,
+) -> int:
+    row = conn.execute(
+        """INSERT INTO tickets (problem, reference, follows_ticket_id, lat, lon, opened_at, sink,
+                               created_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (
+            d.problem,
+            new_reference(settings.reference_prefix),
+            follows,
+            lat,
+            lon,
+            d.fired_at,
+            settings.sink,
+            now,
+            now,
+        ),
+    ).fetchone()
+    assert row is not None
+    ticket_id = int(row[0])
+    # The outbox row commits with the ticket or not at all: a ticket is never lost between the two.
+    conn.execute(
+        """INSERT INTO outbox (ticket_id, sink, available_at, created_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s)""",
+        (ticket_id, settings.sink, now + settings.group_hold, now, now),
+    )
+    conn.execute(
+        """INSERT INTO ticket_status_history (ticket_id, observed_at, status, source)
+           VALUES (%s, %s, 'pending', 'outbox')""",
+        (ticket_id, now),
+    )
+    return ticket_id
+
+
+def _add_member(conn: psycopg.Connection[Any], ticket_id: int, incident_id: int, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO ticket_members (ticket_id, incident_id, joined_at) VALUES (%s, %s, %s)",
+        (ticket_id, incident_id, now),
+    )
+
+
+def _resolve(conn: psycopg.Connection[Any], d: Detection, now: datetime, detection_id: int | None) -> Change:
+    row = conn.execute(
+        """UPDATE incidents SET sensor_state = 'resolved', resolved_at = %(at)s, updated_at = %(now)s,
+                                last_detection_id = coalesce(%(detection_id)s, last_detection_id)
+           WHERE problem = %(problem)s AND sensor_id = %(sensor_id)s AND status = 'open'
+             AND last_seen <= %(at)s
+           RETURNING id, (SELECT ticket_id FROM ticket_members m WHERE m.incident_id = incidents.id)""",
+        {
+            "at": d.fired_at,
+            "now": now,
+            "problem": d.problem,
+            "sensor_id": d.sensor_id,
+            "detection_id": detection_id,
+        },
+    ).fetchone()
+    if row is None:
+        return Change(detection_id, None, "ignored")
+    incident_id, ticket_id = row
+    if ticket_id is None:
+        # Recorded without a ticket (reopen policy 'ignore'): nothing at the city keeps it open.
+        conn.execute(
+            """UPDATE incidents SET status = 'closed', outcome = 'resolved', closed_at = %s, updated_at = %s
+               WHERE id = %s""",
+            (d.fired_at, now, incident_id),
+        )
+    return Change(detection_id, incident_id, "resolved", ticket_id)
+
+
+def _barrier(conn: psycopg.Connection[Any]) -> int:
+    """The highest detection id below which every insert has committed or rolled back (see 0005)."""
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('sense311.detections'), hashtext(current_schema()))"
+        )
+        row = conn.execute(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence('detections', 'id')::regclass)"
+        ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _detection(row: dict[str, Any]) -> Detection:
+    return Detection(
+        rule_id=row["rule_id"],
+        rule_version=row["rule_version"],
+        sensor_id=row["sensor_id"],
+        problem=row["problem"],
+        kind=row["kind"],
+        fired_at=row["fired_at"],
+        onset=row["onset"],
+        severity=row["severity"],
+        value=row["value"],
+        evidence=row["evidence"] or {},
+    )
+
+
+def consume_detections(
+    conn: psycopg.Connection[Any],
+    settings: TicketingSettings,
+    now: datetime,
+    *,
+    name: str = DEFAULT_CONSUMER,
+    limit: int | None = None,
+) -> ConsumeResult:
+    """Handle the detections after the cursor ``name``, in id order, in one transaction.
+
+    Two consumers with the same name serialise on the cursor row; the barrier makes sure no
+    detection with a smaller id can still commit after the cursor has passed it.
+    """
+    _require_autocommit(conn, "consume_detections()")
+    batch = limit or settings.consume_batch
+    bound = _barrier(conn)
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO ticketing_cursor (name, updated_at) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+            (name, now),
+        )
+        cursor_row = conn.execute(
+            "SELECT last_id FROM ticketing_cursor WHERE name = %s FOR UPDATE", (name,)
+        ).fetchone()
+        assert cursor_row is not None
+        last = int(cursor_row[0])
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                f"SELECT {_DETECTION_COLUMNS} FROM detections"
+                " WHERE id > %s AND id <= %s ORDER BY id LIMIT %s",
+                (last, bound, batch),
+            ).fetchall()
+        changes = [apply_detection(conn, _detection(r), settings, now, detection_id=r["id"]) for r in rows]
+        # A short batch saw every committed id up to the bound; the missing ones were rolled back.
+        new_last = rows[-1]["id"] if len(rows) == batch else max(last, bound)
+        conn.execute(
+            "UPDATE ticketing_cursor SET last_id = %s, updated_at = %s WHERE name = %s", (new_last, now, name)
+        )
+    return ConsumeResult(processed=len(rows), last_id=new_last, changes=changes)
