@@ -83,7 +83,9 @@ class CityConfig:
         try:
             ZoneInfo(self.tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(f"unknown time zone {self.tz!r}; use an IANA name like 'Europe/Amsterdam'") from exc
+            raise ConfigError(
+                f"unknown time zone {self.tz!r}; use an IANA name like 'Europe/Amsterdam'"
+            ) from exc
 
     @property
     def zone(self) -> ZoneInfo:

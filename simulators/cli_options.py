@@ -19,7 +19,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sense311.errors import ConfigError
 from simulators.encoders import FORMATS
@@ -84,12 +92,18 @@ class SimulationOptions(BaseModel):
     tz: str = Field("Europe/Amsterdam", description="city time zone (IANA name)")
     start: Time = Field(None, description="first simulated instant; default now (rounded down to the step)")
     end: Time = Field(None, description="end of the simulated period (exclusive)")
-    duration: Duration | None = Field(None, description="length of the period if --end is not given; default 1d")
+    duration: Duration | None = Field(
+        None, description="length of the period if --end is not given; default 1d"
+    )
     step: Duration = Field(timedelta(minutes=1), description="report interval of every sensor")
-    speed: float | None = Field(None, description="simulated seconds per real second; unset = as fast as possible")
+    speed: float | None = Field(
+        None, description="simulated seconds per real second; unset = as fast as possible"
+    )
     format: str = Field("json", description=f"gateway format: {', '.join(FORMATS)}")
     faults: str = Field("none", description="fault preset: none (clean fleet) or default")
-    fault_rates: dict[str, float] = Field(default_factory=dict, description="per-kind rates, episodes/sensor-day")
+    fault_rates: dict[str, float] = Field(
+        default_factory=dict, description="per-kind rates, episodes/sensor-day"
+    )
     ground_truth: Path | None = Field(None, description="write the labelled fault episodes here (JSON Lines)")
     output: Literal["mqtt", "db", "file", "none"] = Field("mqtt", description="where messages go")
     out_file: Path | None = Field(None, description="with --output file: JSON Lines of topic and payload")
@@ -100,7 +114,9 @@ class SimulationOptions(BaseModel):
     ack_timeout: float = Field(30.0, description="seconds to wait for outstanding PUBACKs")
     database_url: str | None = Field(None, description="PostgreSQL URL for --register and --output db")
     # "register" would shadow BaseModel.register: the field has another name and the CLI's as alias.
-    register_sensors: bool = Field(False, alias="register", description="write the fleet into the registry first")
+    register_sensors: bool = Field(
+        False, alias="register", description="write the fleet into the registry first"
+    )
 
     @field_validator("bins", "lights", "parking", "air")
     @classmethod
@@ -150,7 +166,9 @@ class SimulationOptions(BaseModel):
         if v not in FORMATS:
             hint = difflib.get_close_matches(v, FORMATS, n=1)
             tip = f"did you mean {hint[0]!r}?" if hint else ""
-            raise ValueError(f"must be one of {', '.join(FORMATS)}, got {v!r}{'; ' + tip if tip else ''}".strip())
+            raise ValueError(
+                f"must be one of {', '.join(FORMATS)}, got {v!r}{'; ' + tip if tip else ''}".strip()
+            )
         return v
 
     @field_validator("faults")
@@ -199,7 +217,9 @@ class SimulationOptions(BaseModel):
         if self.end is not None and self.duration is not None:
             raise ValueError("give --end or --duration, not both")
         if self.end is not None and self.start is not None and self.end <= self.start:
-            raise ValueError(f"--end ({self.end.isoformat()}) must be after --start ({self.start.isoformat()})")
+            raise ValueError(
+                f"--end ({self.end.isoformat()}) must be after --start ({self.start.isoformat()})"
+            )
         if self.output == "db":
             if self.database_url is None:
                 raise ValueError("--output db needs --database-url")

@@ -149,7 +149,7 @@ class Episode:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Episode:
         def ms(text: str) -> int:
-            return int(round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000))
+            return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
         return cls(
             id=str(obj["id"]),
@@ -178,7 +178,9 @@ class FaultRates:
                 tip = f"; did you mean {hint[0]!r}?" if hint else f"; known kinds: {', '.join(FAULT_KINDS)}"
                 raise ConfigError(f"unknown fault kind {name!r}{tip}")
             if not (isinstance(rate, int | float) and math.isfinite(rate) and rate >= 0):
-                raise ConfigError(f"fault rate for {name!r} must be a number >= 0 episodes/sensor-day, got {rate!r}")
+                raise ConfigError(
+                    f"fault rate for {name!r} must be a number >= 0 episodes/sensor-day, got {rate!r}"
+                )
 
     def rate(self, kind: str) -> float:
         return float(self.rates.get(kind, 0.0))
@@ -366,7 +368,9 @@ class Planner:
     def _overlaps(busy: dict[int, list[tuple[int, int]]], members: list[int], lo: int, hi: int) -> bool:
         return any(s < hi and lo < e for g in members for s, e in busy.get(g, ()))
 
-    def _place(self, fault: str, units: list[tuple[str | None, list[int]]], rng: np.random.Generator) -> _Draft | None:
+    def _place(
+        self, fault: str, units: list[tuple[str | None, list[int]]], rng: np.random.Generator
+    ) -> _Draft | None:
         transport = fault in TRANSPORT_FAULTS
         for _ in range(PLACEMENT_ATTEMPTS):
             name, members = units[int(rng.integers(len(units)))]
@@ -471,7 +475,11 @@ class Planner:
                 start, end = anytime(12 * h, 48 * h)
                 lo, hi = self.hooks["drift_rate"](metric)
                 sign = -1.0 if (metric == "distance_mm" and rng.random() < 0.5) else 1.0
-                return start, end, {"metric": metric, "per_hour": round(sign * (lo + (hi - lo) * rng.random()), 3)}
+                return (
+                    start,
+                    end,
+                    {"metric": metric, "per_hour": round(sign * (lo + (hi - lo) * rng.random()), 3)},
+                )
             start, end = anytime(2 * h, 8 * h)
             return start, end, {"metric": metric, "probability": 0.15}
         if fault == "dropout":

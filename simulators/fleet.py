@@ -95,7 +95,9 @@ class Fleet:
         #: The Things Stack device ids (the console's default for a device: ``eui-<deveui>``).
         self.ttn_ids: list[str] = [f"eui-{i}" for i in self.ids]
         #: Short human names (``bin-0042``): ChirpStack ``deviceName``.
-        self.device_names: list[str] = [f"{g.kind}-{row + 1:04d}" for g in groups.values() for row in range(g.n)]
+        self.device_names: list[str] = [
+            f"{g.kind}-{row + 1:04d}" for g in groups.values() for row in range(g.n)
+        ]
         #: Zigbee2MQTT friendly names ``<district>/<kind>-<serial>`` (they may contain ``/``).
         self.zigbee_names: list[str] = [
             f"{slugify(city.districts[int(g.district[row])][0])}/{g.kind}-{row + 1:04d}"
@@ -229,7 +231,9 @@ def _place(kind: str, n: int, grid: StreetGrid, rng: np.random.Generator) -> tup
     return street_idx[:n], along[:n], rng.integers(2, size=n)
 
 
-def _xy(grid: StreetGrid, street: np.ndarray, along: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _xy(
+    grid: StreetGrid, street: np.ndarray, along: np.ndarray, side: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     x = np.empty(len(street))
     y = np.empty(len(street))
     for s in np.unique(street):
@@ -284,7 +288,8 @@ def build_fleet(
         xs.append(x)
         ys.append(y)
         addresses.extend(
-            grid.address(grid.streets[int(s)], float(a), int(d)) for s, a, d in zip(street, along, side, strict=True)
+            grid.address(grid.streets[int(s)], float(a), int(d))
+            for s, a, d in zip(street, along, side, strict=True)
         )
         start += n
     x = np.concatenate(xs)
@@ -303,7 +308,9 @@ def build_fleet(
     gy = -grid.half + (row + 0.5) * cell_m
     used_col = np.array(used) % cells_per_axis
     used_row = np.array(used) // cells_per_axis
-    glat, glon = city.to_lat_lon(-grid.half + (used_col + 0.5) * cell_m, -grid.half + (used_row + 0.5) * cell_m)
+    glat, glon = city.to_lat_lon(
+        -grid.half + (used_col + 0.5) * cell_m, -grid.half + (used_row + 0.5) * cell_m
+    )
     gateway_lat_lon = [(round(float(a), 6), round(float(b), 6)) for a, b in zip(glat, glon, strict=True)]
     distance = np.hypot(x - gx, y - gy)
     keys = np.concatenate([g.keys for g in groups.values()])

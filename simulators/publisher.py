@@ -118,7 +118,9 @@ class MqttPublisher:
             self._connect_error = f"broker refused the connection: {reason_code}"
         self._connected.set()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         self._connected.clear()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
@@ -147,13 +149,16 @@ class MqttPublisher:
         if not self._slots.acquire(timeout=self.ack_timeout):
             raise PublishError(
                 f"{self.max_inflight} messages to {self.address} unacknowledged after "
-                f"{self.ack_timeout:.1f} s ({self.acked} of {self.published} acknowledged); is the broker alive?"
+                f"{self.ack_timeout:.1f} s ({self.acked} of {self.published} acknowledged); "
+                "is the broker alive?"
             )
         info = self._client.publish(topic, payload, qos=self.qos)
         # NO_CONN: paho keeps QoS 1 messages and sends them after it reconnects.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self._slots.release()
-            raise PublishError(f"could not publish to {topic!r} on {self.address}: {mqtt.error_string(info.rc)}")
+            raise PublishError(
+                f"could not publish to {topic!r} on {self.address}: {mqtt.error_string(info.rc)}"
+            )
         self.published += 1
 
     def flush(self, timeout: float | None = None) -> None:

@@ -56,7 +56,17 @@ def register_fleet(conn: psycopg.Connection, fleet: Fleet | Iterable[Sensor]) ->
                 copy.set_types(_TYPES)
                 for s in sensors:
                     copy.write_row(
-                        (s.id, s.kind, s.lat, s.lon, s.address, s.district, s.tags, s.gateway, Jsonb(s.metadata))
+                        (
+                            s.id,
+                            s.kind,
+                            s.lat,
+                            s.lon,
+                            s.address,
+                            s.district,
+                            s.tags,
+                            s.gateway,
+                            Jsonb(s.metadata),
+                        )
                     )
             cur.execute(_UPSERT)
             return cur.rowcount

@@ -164,7 +164,9 @@ def run_simulation(
             if opts.output == "db":
                 assert conn is not None
                 result = backfill(conn, sim, progress=progress)
-                state.update(steps=sim.n_steps, until_ms=sim.end_ms, messages=result.messages, rows=result.inserted)
+                state.update(
+                    steps=sim.n_steps, until_ms=sim.end_ms, messages=result.messages, rows=result.inserted
+                )
                 state["sent"] = result.messages
             else:
                 encoder = get_encoder(opts.format, fleet, opts.topic_prefix)

@@ -58,7 +58,9 @@ class Detection:
         if isinstance(time, str):
             time = datetime.fromisoformat(time.replace("Z", "+00:00"))
         if not isinstance(time, datetime) or time.tzinfo is None:
-            raise ConfigError(f"detection time must be an aware datetime or ISO string with a zone, got {time!r}")
+            raise ConfigError(
+                f"detection time must be an aware datetime or ISO string with a zone, got {time!r}"
+            )
         return cls(str(sensor_id), str(problem), time.astimezone(UTC))
 
 
@@ -162,7 +164,7 @@ def score(
             continue
         for k in targets:
             report.setdefault(k, KindScore(k)).detections += 1
-        t = int(round(d.time.timestamp() * 1000))
+        t = round(d.time.timestamp() * 1000)
         matched: set[str] = set()
         for e in by_sensor.get(d.sensor_id, ()):
             if e.kind in targets and e.start_ms <= t <= e.end_ms + grace_ms:

@@ -55,7 +55,8 @@ _RSSI_STREAM = 9100
 def _row_dicts(metrics: tuple[str, ...], values: np.ndarray) -> Iterator[dict[str, float]]:
     """``{metric: value}`` per row, built by C iterators (pairs of zipped columns) for speed."""
     columns = values.T.tolist()
-    return map(dict, zip(*[zip(repeat(m), col) for m, col in zip(metrics, columns, strict=True)]))
+    pairs = [zip(repeat(m), col) for m, col in zip(metrics, columns, strict=True)]
+    return map(dict, zip(*pairs, strict=True))
 
 
 def _to_ms(value: dt.datetime, name: str) -> int:
@@ -63,14 +64,14 @@ def _to_ms(value: dt.datetime, name: str) -> int:
         raise ConfigError(f"{name} must be a datetime, got {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ConfigError(f"{name} must carry a time zone (e.g. 2024-03-01T00:00Z), got {value.isoformat()}")
-    return int(round(value.timestamp() * 1000))
+    return round(value.timestamp() * 1000)
 
 
 def _step_ms(step: float | dt.timedelta) -> int:
     seconds = step.total_seconds() if isinstance(step, dt.timedelta) else float(step)
     if not seconds >= 1.0:
         raise ConfigError(f"step must be at least 1 second, got {seconds:g} s")
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 class Simulation:
@@ -115,11 +116,14 @@ class Simulation:
         self.phase_ms = np.floor(fleet.phase * self.step_ms).astype(np.int64)
         # Within each kind, reports go out in the order of their offset in the step.
         self._order = {
-            kind: np.argsort(self.phase_ms[g.start : g.stop], kind="stable") for kind, g in fleet.groups.items()
+            kind: np.argsort(self.phase_ms[g.start : g.stop], kind="stable")
+            for kind, g in fleet.groups.items()
         }
         self.plan = self._plan()
         self._truth: GroundTruth | None = None
-        self._live: tuple[dict[str, KindModel], dict[int, list[tuple[int, int]]], dict[str, int]] | None = None
+        self._live: tuple[dict[str, KindModel], dict[int, list[tuple[int, int]]], dict[str, int]] | None = (
+            None
+        )
 
     # --- planning ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ _DAY = dt.timedelta(days=1)
 
 
 def _ms(t: dt.datetime) -> int:
-    return int(round(t.timestamp() * 1000))
+    return round(t.timestamp() * 1000)
 
 
 class NightTable:

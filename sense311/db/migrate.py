@@ -161,6 +161,10 @@ def migrate(conn: psycopg.Connection, settings: Settings) -> MigrationResult:
                 raise DatabaseError(f"migration {migration.filename} failed: {first}") from exc
             applied.append(migration.filename)
             log.info("applied migration %s", migration.filename)
+        # A freshly migrated database takes readings at once: partitions around now exist.
+        from sense311.db.storage import maintain
+
+        maintain(conn, settings)
         return MigrationResult(
             mode=mode or storage_mode(conn) or "postgres", applied=applied, already=len(done)
         )

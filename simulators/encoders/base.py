@@ -30,7 +30,12 @@ __all__ = [
 ]
 
 #: Names of the ChirpStack / The Things Stack application of each kind.
-APPLICATION_NAMES = {"bin": "waste-bins", "light": "street-lights", "parking": "parking", "air": "air-quality"}
+APPLICATION_NAMES = {
+    "bin": "waste-bins",
+    "light": "street-lights",
+    "parking": "parking",
+    "air": "air-quality",
+}
 
 
 def dumps(obj: Any) -> bytes:

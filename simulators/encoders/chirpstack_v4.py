@@ -38,7 +38,9 @@ TENANT_NAME = "sense311"
 
 def _doubles(obj: dict[str, Any]) -> dict[str, Any]:
     # ChirpStack turns codec output into a protobuf Struct: every number becomes a double.
-    return {k: float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in obj.items()}
+    return {
+        k: float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in obj.items()
+    }
 
 
 class ChirpstackV4Encoder(Encoder):

@@ -47,7 +47,7 @@ def lorawan_fields(kind: str, values: Mapping[str, float]) -> dict[str, Any]:
             "lamp": "on" if values["lamp_on"] >= 0.5 else "off",
             "power": values["power_w"],
             "energy": values["energy_wh"],
-            "dim": int(round(values["dim_level"] * 100)),
+            "dim": round(values["dim_level"] * 100),
             "voltage": values["voltage"],
         }
     if kind == "parking":
@@ -68,7 +68,7 @@ def zigbee_fields(kind: str, values: Mapping[str, float], linkquality: int) -> d
     elif kind == "light":
         out = {
             "state": "ON" if values["lamp_on"] >= 0.5 else "OFF",
-            "brightness": int(round(values["dim_level"] * 254)),
+            "brightness": round(values["dim_level"] * 254),
             "power": values["power_w"],
             "energy": round(values["energy_wh"] / 1000.0, 4),
             "voltage": values["voltage"],
@@ -121,7 +121,7 @@ def lorawan_frame(fields: Mapping[str, Any]) -> bytes:
         if spec is None:
             continue
         head, packer, scale, lo, hi = spec
-        number = _ENUMS[value] if isinstance(value, str) else int(round(float(value) * scale))
+        number = _ENUMS[value] if isinstance(value, str) else round(float(value) * scale)
         # Saturate rather than fail: a frame field has a fixed width on the device too.
         out += head + packer.pack(min(max(number, lo), hi))
     return bytes(out)

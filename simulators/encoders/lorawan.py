@@ -20,7 +20,16 @@ from simulators.messages import SimMessage
 __all__ = ["Uplink", "airtime_s", "data_rate", "dev_addr"]
 
 #: EU868 uplink channels (Hz): the three default ones and the five a network usually adds.
-EU868_CHANNELS = (868_100_000, 868_300_000, 868_500_000, 867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000)
+EU868_CHANNELS = (
+    868_100_000,
+    868_300_000,
+    868_500_000,
+    867_100_000,
+    867_300_000,
+    867_500_000,
+    867_700_000,
+    867_900_000,
+)
 #: LoRaWAN adds 13 bytes (MHDR, FHDR without options, FPort, MIC) around the application payload.
 LORAWAN_OVERHEAD_BYTES = 13
 BANDWIDTH_HZ = 125_000

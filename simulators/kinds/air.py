@@ -35,7 +35,8 @@ def describe(group: KindGroup, grid: StreetGrid, seed: int) -> None:
     centre = group.district_type == 0
     group.attrs.update(traffic=np.where(main, 1.6, 1.0) * np.where(centre, 1.2, 1.0))
     group.metadata = [
-        {"model": "Dragino air/noise monitor", "power": "mains", "mounted_on": "lamp post"} for _ in range(group.n)
+        {"model": "Dragino air/noise monitor", "power": "mains", "mounted_on": "lamp post"}
+        for _ in range(group.n)
     ]
 
 
@@ -54,7 +55,11 @@ class AirModel(KindModel):
         super().__init__(group, ctx, plan)
         self.traffic = group.attrs["traffic"]
         self.regional = AR1(
-            noise.key_of(ctx.seed, "pm-regional"), tau_h=24.0, sigma=4.0, stream=78, clock_counter=ctx.start_ms // 1000
+            noise.key_of(ctx.seed, "pm-regional"),
+            tau_h=24.0,
+            sigma=4.0,
+            stream=78,
+            clock_counter=ctx.start_ms // 1000,
         )
 
     def step(self, clock: StepClock, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -172,7 +172,9 @@ class BinModel(KindModel):
         self.rows = np.arange(self.n)
         self.battery = BatteryModel(self, a["battery0"], a["drain_per_day"])
         counter0 = ctx.start_ms // 1000
-        self.weather = AR1(noise.key_of(ctx.seed, "weather"), tau_h=12.0, sigma=2.0, stream=77, clock_counter=counter0)
+        self.weather = AR1(
+            noise.key_of(ctx.seed, "weather"), tau_h=12.0, sigma=2.0, stream=77, clock_counter=counter0
+        )
         # Start where the schedule left the bin: filled since its last collection before the start.
         after = self.collections >= ctx.start_ms
         self.ptr = np.where(after.any(axis=1), after.argmax(axis=1), self.collections.shape[1])
@@ -197,7 +199,9 @@ class BinModel(KindModel):
         # Waste arrives in bags: a whole number of bags per step, with the expected volume.
         bags = np.floor(rate * clock.dt_h / self.bag + self.u(clock, 1))
         deposit = bags * self.bag * (0.6 + 0.8 * self.u(clock, 2))
-        self.fill = np.where(self.fill < CLEAN_FILL_CAP, np.minimum(self.fill + deposit, CLEAN_FILL_CAP), self.fill)
+        self.fill = np.where(
+            self.fill < CLEAN_FILL_CAP, np.minimum(self.fill + deposit, CLEAN_FILL_CAP), self.fill
+        )
 
         overflowing = self.track("bin_overflow").mask(times, self.n)
         residual = np.where(

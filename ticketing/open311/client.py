@@ -210,7 +210,8 @@ class Open311Client:
         raise last
 
     def _revalidate(self) -> None:
-        """At most every cache_ttl: a changed discovery changeset empties the service caches."""
+        """At most every cache_ttl, ask discovery: the same changeset renews the service caches, a
+        new one empties them (without discovery they simply expire)."""
         now = self._clock()
         if self._checked_at is not None and now - self._checked_at < self._settings.cache_ttl.total_seconds():
             return
@@ -220,16 +221,17 @@ class Open311Client:
         except Open311Error as exc:
             log.info("Open311 discovery unavailable (%s); service caches kept until they expire", exc)
             return
-        if changeset != self._changeset:
-            if self._changeset is not None:
-                log.info(
-                    "Open311 changeset %s → %s: service list and definitions refreshed",
-                    self._changeset,
-                    changeset,
-                )
-            self._services = None
-            self._definitions.clear()
-            self._changeset = changeset
+        if changeset is not None and changeset == self._changeset:
+            # The changeset is the spec's signal that services and definitions are unchanged.
+            if self._services is not None:
+                self._services = (now, self._services[1])
+            self._definitions = {code: (now, d) for code, (_, d) in self._definitions.items()}
+            return
+        if self._changeset is not None:
+            log.info("Open311 changeset %s → %s: services and definitions refreshed", self._changeset, changeset)
+        self._services = None
+        self._definitions.clear()
+        self._changeset = changeset
 
     def _fresh(self, stamp: float) -> bool:
         return self._clock() - stamp < self._settings.cache_ttl.total_seconds()
