@@ -166,21 +166,22 @@ def _detect(
     if not inserted:
         return Change(detection_id, incident_id, "updated")
 
+    previous = _recent_closure(conn, d, settings)
+    if previous is not None:
+        conn.execute("UPDATE incidents SET reopens_id = %s WHERE id = %s", (previous[0], incident_id))
+
     ticket_id = _group_ticket(conn, d, lat, lon, settings)
     if ticket_id is not None:
         _add_member(conn, ticket_id, incident_id, now)
         return Change(detection_id, incident_id, "opened", ticket_id, "joined")
 
-    previous = _recent_closure(conn, d, settings)
     follows: int | None = None
     action: Literal["created", "follow_up"] = "created"
     if previous is not None:
-        prev_incident, prev_ticket = previous
-        conn.execute("UPDATE incidents SET reopens_id = %s WHERE id = %s", (prev_incident, incident_id))
         if settings.reopen == "ignore":
             return Change(detection_id, incident_id, "opened", None, "suppressed")
         if settings.reopen == "follow_up":
-            follows, action = prev_ticket, "follow_up"
+            follows, action = previous[1], "follow_up"
     ticket_id = _create_ticket(conn, d, lat, lon, follows, settings, now)
     _add_member(conn, ticket_id, incident_id, now)
     return Change(detection_id, incident_id, "opened", ticket_id, action)

@@ -6,6 +6,8 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import REGISTRY
+
 from sense311.db import connect
 from sense311.settings import Settings
 from tests.ingest.conftest import running_worker
@@ -77,6 +79,11 @@ def test_every_rejection_is_a_dead_letter_with_its_reason(
         "out_of_range": _json("bin-001", now - 5, battery=250),
         "payload_too_large": big,
     }
+
+    def dead(reason: str) -> float:
+        return REGISTRY.get_sample_value("sense311_ingest_dead_letters_total", {"reason": reason}) or 0.0
+
+    before = {reason: dead(reason) for reason in cases}
     with running_worker(ingest_settings):
         publish_all(
             mqtt_url,
@@ -99,6 +106,7 @@ def test_every_rejection_is_a_dead_letter_with_its_reason(
         if reason != "payload_too_large":
             assert bytes(payload) == body, reason
     assert "battery=250" in got["out_of_range"][1]
+    assert all(dead(reason) == before[reason] + 1 for reason in cases), "a Prometheus count per reason"
 
 
 def test_sentinel_rejected_per_field_other_fields_kept(

@@ -169,3 +169,36 @@ def test_two_workers_share_one_subscription(
     assert w0.stats.received > 0 and w1.stats.received > 0
     assert w0.stats.received + w1.stats.received == n
     assert _count(settings) == 2 * n
+
+
+@pytest.mark.mqtt5
+@pytest.mark.slow
+def test_cli_workers_share_the_load(
+    database_url: str, db_schema: str, mqtt_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url, db_schema, mqtt_url, topic_prefix)
+    _prepare(settings)
+    config = tmp_path / "workers.yaml"
+    data = settings.model_dump(mode="json", by_alias=True, exclude={"database_url", "mqtt_url"})
+    config.write_text(json.dumps(data))
+    env = {**os.environ, "SENSE311_DATABASE_URL": database_url, "SENSE311_MQTT_URL": mqtt_url}
+    group = f"g{uuid.uuid4().hex[:8]}"
+    log = (tmp_path / "workers.log").open("wb")
+    command = [sys.executable, "-m", "sense311.cli", "--config", str(config)]
+    command += ["ingest", "--workers", "2", "--group", group]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_subscribed(settings, mqtt_url, topic_prefix)
+        # Both workers must be subscribed before the load starts, or one takes it all.
+        wait_for(lambda: (tmp_path / "workers.log").read_text().count("subscribed to") == 2, what="2 workers")
+        n = 1000
+        publish_all(mqtt_url, _messages(topic_prefix, n, time.time() - 3600))
+        wait_for(lambda: _count(settings) == 2 * n, what=f"{2 * n} readings from two workers")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "workers.log").read_text()
+    assert "ingest worker 1 stopped" in text and "ingest worker 2 stopped" in text, text
+    assert _count(settings) == 2 * n

@@ -13,7 +13,17 @@ import psycopg
 from rules import RuleSet, load_rules
 from sense311.db import ensure_partitions
 
-__all__ = ["T0", "add_readings", "add_sensors", "detections_in_db", "minutes", "rules_from", "state_rows"]
+__all__ = [
+    "T0",
+    "add_readings",
+    "add_sensors",
+    "backfill",
+    "detections_in_db",
+    "minutes",
+    "rules_from",
+    "seed_watermarks",
+    "state_rows",
+]
 
 #: A Monday, away from any DST change.
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -72,3 +82,74 @@ def detections_in_db(conn: psycopg.Connection) -> set[tuple[str, str, str, datet
 def state_rows(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[str, datetime]]:
     rows = conn.execute("SELECT rule_id, sensor_id, state, since FROM rule_state").fetchall()
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+#: Ingest refuses event times further ahead than this (its ``max_future`` default): a backfill
+#: that mirrors ingest drops them too.
+MAX_FUTURE_MS = 5 * 60 * 1000
+
+
+def backfill(conn: psycopg.Connection, simulation: object) -> int:
+    """Store a simulation's registry and readings as ingest would: malformed messages and event
+    times more than 5 minutes ahead are dead-lettered, duplicates are ignored."""
+    import numpy as np
+
+    from simulators.kinds import METRICS
+
+    fleet = simulation.fleet  # type: ignore[attr-defined]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO sensors (id, kind, lat, lon, address, district, tags, gateway, metadata) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            [
+                (s.id, s.kind, s.lat, s.lon, s.address, s.district, s.tags, s.gateway, json.dumps(s.metadata))
+                for s in fleet.sensors()
+            ],
+        )
+    start = datetime.fromtimestamp(simulation.start_ms / 1000, UTC)  # type: ignore[attr-defined]
+    end = datetime.fromtimestamp(simulation.end_ms / 1000, UTC)  # type: ignore[attr-defined]
+    ensure_partitions(conn, start - timedelta(days=1), end + timedelta(days=1), PARTITION_WIDTH)
+    ids = np.array(fleet.ids, dtype=object)
+    count = 0
+    with conn.transaction():
+        conn.execute("CREATE TEMP TABLE staged (t bigint, sensor_id text, metric text, value float8) ON COMMIT DROP")
+        with conn.cursor().copy("COPY staged FROM STDIN") as copy:
+            for batch in simulation.batches():  # type: ignore[attr-defined]
+                for kind, group in fleet.groups.items():
+                    if not group.n:
+                        continue
+                    rows = np.arange(group.start, group.stop)
+                    ok = batch.present[rows] & ~batch.malformed[rows]
+                    ok &= batch.time_ms[rows] - batch.true_time_ms[rows] <= MAX_FUTURE_MS
+                    sel = np.flatnonzero(ok)
+                    if not len(sel):
+                        continue
+                    times = batch.time_ms[rows[sel]].tolist()
+                    sensors = ids[rows[sel]].tolist()
+                    for j, metric in enumerate(METRICS[kind]):
+                        column = batch.values[kind][sel, j].tolist()
+                        lines = [
+                            f"{t}\t{s}\t{metric}\t{v!r}\n"
+                            for t, s, v in zip(times, sensors, column, strict=True)
+                            if v == v  # NaN: not measured
+                        ]
+                        copy.write("".join(lines))
+                        count += len(lines)
+        conn.execute(
+            "INSERT INTO readings (time, sensor_id, metric, value) "
+            "SELECT to_timestamp(t / 1000.0), sensor_id, metric, value FROM staged ON CONFLICT DO NOTHING"
+        )
+    return count
+
+
+def seed_watermarks(conn: psycopg.Connection, ruleset: RuleSet, start: datetime) -> None:
+    """Make live evaluation begin at ``start``, as a backtest from ``start`` does (a new rule
+    otherwise begins at the latest due instant, which depends on its lateness)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO rule_watermarks (rule_id, watermark, rule_version, interval_s) VALUES (%s, %s, %s, %s)",
+            [
+                (r.id, start - r.interval, r.version, r.interval.total_seconds())
+                for r in ruleset
+            ],
+        )

@@ -51,6 +51,7 @@ def run(fleet: Fleet, faults: FaultRates | None, start: dt.datetime, end: dt.dat
 
 
 def sun_elevation(fleet: Fleet, t_ms: int) -> float:
-    """Degrees above the horizon of the sun's centre over the city centre at ``t_ms``."""
+    """Geometric degrees above the horizon of the sun's centre over the city centre at ``t_ms``
+    (no refraction: sunrise and sunset are at -0.833°)."""
     observer = Observer(latitude=fleet.city.lat, longitude=fleet.city.lon)
-    return elevation(observer, dt.datetime.fromtimestamp(t_ms / 1000, tz=dt.UTC))
+    return elevation(observer, dt.datetime.fromtimestamp(t_ms / 1000, tz=dt.UTC), with_refraction=False)
