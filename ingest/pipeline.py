@@ -13,7 +13,7 @@ Nothing here touches MQTT or the database; ``ingest/worker.py`` wires them.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +22,7 @@ from typing import Any
 from ingest.decoders import get_decoder
 from ingest.decoders.base import DecodeContext, Decoded
 from ingest.errors import DecodeError, IngestError
-from ingest.fieldmap import DEFAULT_FIELD_MAP, FieldMap, sanitize_metric
+from ingest.fieldmap import DEFAULT_FIELD_MAP, FieldMap, MapTarget, sanitize_metric
 from ingest.registry import Registry, SensorInfo
 from ingest.topics import Route as TopicRoute
 from ingest.topics import Router
@@ -92,6 +92,37 @@ class Batch:
     auto_register: dict[str, str | None] = field(default_factory=dict)  # sensor_id → gateway
 
 
+_MISSING = object()
+#: No range configured: every finite value passes (the comparisons reject NaN and ±inf).
+_UNBOUNDED = (-sys.float_info.max, sys.float_info.max)
+#: Distinct device keys remembered per route (see Pipeline._plan).
+PLAN_CACHE_SIZE = 10_000
+
+
+class _Problems:
+    """Rejections of one message by reason: details and the first sensor named. Cheap when empty."""
+
+    __slots__ = ("_by_reason",)
+
+    def __init__(self) -> None:
+        self._by_reason: dict[str, tuple[list[str], str | None]] | None = None
+
+    def add(self, reason: str, detail: str, sensor_id: str | None) -> None:
+        if self._by_reason is None:
+            self._by_reason = {}
+        entry = self._by_reason.get(reason)
+        if entry is None:
+            self._by_reason[reason] = ([detail], sensor_id)
+        else:
+            entry[0].append(detail)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_reason)
+
+    def items(self) -> Iterable[tuple[str, tuple[list[str], str | None]]]:
+        return (self._by_reason or {}).items()
+
+
 class Pipeline:
     def __init__(self, settings: IngestSettings, retention: timedelta) -> None:
         self.settings = settings
@@ -110,6 +141,7 @@ class Pipeline:
             FieldMap(DEFAULT_FIELD_MAP, settings.field_map, r.field_map) for r in settings.routes
         ]
         self._ranges = {**DEFAULT_RANGES, **settings.ranges}
+        self._plans: list[dict[str, Any]] = [{} for _ in settings.routes]
         self._max_payload = settings.max_payload_bytes
 
     # -- step 1: per message --------------------------------------------------------------
@@ -176,6 +208,37 @@ class Pipeline:
             self._finalize_one(p, registry, batch, oldest, latest)
         return batch
 
+    def _plan(
+        self, route_index: int, key: str
+    ) -> tuple[tuple[str, MapTarget | None, float, float], ...] | None:
+        """How a device key becomes rows: (metric, target or None for a plain copy, min, max).
+
+        Cached per route and key, because the same few keys arrive in every message; the cache
+        is bounded so a gateway inventing keys cannot grow it without limit.
+        """
+        cache = self._plans[route_index]
+        plan = cache.get(key, _MISSING)
+        if plan is not _MISSING:
+            return plan  # type: ignore[return-value]
+        targets = self._field_maps[route_index].targets(key)
+        if targets is None:
+            if self.settings.unmapped_fields != "keep":
+                plan = None
+            else:
+                metric = sanitize_metric(key)
+                lo, hi = self._ranges.get(metric, _UNBOUNDED)
+                plan = ((metric, None, lo, hi),)
+        else:
+            steps = []
+            for tg in targets:
+                lo, hi = self._ranges.get(tg.metric, _UNBOUNDED)
+                plain = tg.scale == 1.0 and tg.offset == 0.0 and tg.transform is None
+                steps.append((tg.metric, None if plain else tg, lo, hi))
+            plan = tuple(steps)
+        if len(cache) < PLAN_CACHE_SIZE:
+            cache[key] = plan
+        return plan
+
     def _finalize_one(
         self, p: Processed, registry: Registry, batch: Batch, oldest: datetime, latest: datetime
     ) -> None:
@@ -187,72 +250,59 @@ class Pipeline:
             return
         decoded = p.decoded
         received = datetime.fromtimestamp(msg.received_at, UTC)
-        problems: dict[str, list[str]] = defaultdict(list)
-        problem_sensor: dict[str, str | None] = {}
+        problems = _Problems()
         for reject in decoded.rejects:
-            problems[reject.reason].append(f"{reject.key}={reject.value!r}: {reject.detail}")
-            problem_sensor.setdefault(reject.reason, reject.sensor_id)
-        fmap = self._field_maps[p.route_index]
-        unmapped = self.settings.unmapped_fields
-        stored = 0
+            problems.add(reject.reason, f"{reject.key}={reject.value!r}: {reject.detail}", reject.sensor_id)
+        settings = self.settings
+        auto_register = settings.unknown_sensors == "auto_register"
+        enforce_gateway = settings.enforce_gateway and p.gateway is not None
+        unmapped = settings.unmapped_fields
+        sensors = registry.get
+        plan_of = self._plan
+        route_index = p.route_index
+        append = batch.rows.append
+        last_sid: str | None = None
+        info: SensorInfo | None = None
         for reading in decoded.readings:
             sid = reading.sensor_id
-            info = registry.get(sid)
-            if info is None:
-                if self.settings.unknown_sensors == "auto_register":
+            if sid != last_sid:
+                last_sid = sid
+                info = sensors(sid)
+                if info is None and auto_register:
                     # Added to the registry view only after the batch commits (the worker does it).
                     batch.auto_register.setdefault(sid, p.gateway)
                     info = SensorInfo(sid, "unknown", p.gateway)
-                else:
-                    problems["unknown_sensor"].append(sid)
-                    problem_sensor.setdefault("unknown_sensor", sid)
-                    continue
-            if self.settings.enforce_gateway and info.gateway and p.gateway and info.gateway != p.gateway:
-                problems["wrong_gateway"].append(f"{sid} is bound to {info.gateway}, not {p.gateway}")
-                problem_sensor.setdefault("wrong_gateway", sid)
+            if info is None:
+                problems.add("unknown_sensor", sid, sid)
+                continue
+            if enforce_gateway and info.gateway and info.gateway != p.gateway:
+                problems.add("wrong_gateway", f"{sid} is bound to {info.gateway}, not {p.gateway}", sid)
                 continue
             t = reading.time
             if t > latest:
-                problems["future_timestamp"].append(f"{reading.metric} at {t.isoformat()}")
-                problem_sensor.setdefault("future_timestamp", sid)
+                problems.add("future_timestamp", f"{reading.metric} at {t.isoformat()}", sid)
                 continue
             if t < oldest:
-                problems["too_old"].append(f"{reading.metric} at {t.isoformat()}")
-                problem_sensor.setdefault("too_old", sid)
+                problems.add("too_old", f"{reading.metric} at {t.isoformat()}", sid)
                 continue
-            targets = fmap.targets(reading.metric)
-            if targets is None:
-                if unmapped == "drop":
-                    continue
+            plan = plan_of(route_index, reading.metric)
+            if plan is None:
                 if unmapped == "dead_letter":
-                    problems["unmapped_field"].append(reading.metric)
-                    problem_sensor.setdefault("unmapped_field", sid)
-                    continue
-                pairs: Iterable[tuple[str, float | None]] = (
-                    (sanitize_metric(reading.metric), reading.value),
-                )
-            else:
-                pairs = [(tg.metric, tg.apply(reading.value, info.metadata)) for tg in targets]
-            for metric, value in pairs:
+                    problems.add("unmapped_field", reading.metric, sid)
+                continue
+            for metric, target, lo, hi in plan:
+                value = reading.value if target is None else target.apply(reading.value, info.metadata)
                 if value is None:
-                    problems["missing_metadata"].append(
-                        f"{metric} from {reading.metric} needs registry metadata"
+                    problems.add(
+                        "missing_metadata", f"{metric} from {reading.metric} needs registry metadata", sid
                     )
-                    problem_sensor.setdefault("missing_metadata", sid)
-                    continue
-                if not math.isfinite(value):
-                    problems["non_finite"].append(f"{metric}={value!r}")
-                    problem_sensor.setdefault("non_finite", sid)
-                    continue
-                bounds = self._ranges.get(metric)
-                if bounds is not None and not (bounds[0] <= value <= bounds[1]):
-                    problems["out_of_range"].append(
-                        f"{metric}={value:g} outside [{bounds[0]:g}, {bounds[1]:g}]"
-                    )
-                    problem_sensor.setdefault("out_of_range", sid)
-                    continue
-                batch.rows.append((t, sid, metric, value, received))
-                stored += 1
+                elif not lo <= value <= hi:
+                    if math.isfinite(value):
+                        problems.add("out_of_range", f"{metric}={value:g} outside [{lo:g}, {hi:g}]", sid)
+                    else:
+                        problems.add("non_finite", f"{metric}={value!r}", sid)
+                else:
+                    append((t, sid, metric, value, received))
         if self.settings.store_radio and decoded.readings:
             sid = decoded.readings[0].sensor_id
             t = decoded.readings[0].time
@@ -260,10 +310,10 @@ class Pipeline:
                 for metric, value in (("rssi", decoded.rssi), ("snr", decoded.snr)):
                     if value is not None and math.isfinite(value):
                         batch.rows.append((t, sid, metric, float(value), received))
-        for reason, details in problems.items():
+        for reason, (details, sensor_id) in problems.items():
             shown = "; ".join(details[:10]) + (f"; … {len(details) - 10} more" if len(details) > 10 else "")
-            batch.dead_letters.append(self._dead(p, reason, shown, problem_sensor.get(reason)))
-        if stored == 0 and not problems and not decoded.readings:
+            batch.dead_letters.append(self._dead(p, reason, shown, sensor_id))
+        if not problems and not decoded.readings:
             batch.dead_letters.append(self._dead(p, "no_readings", "the message decoded to no readings"))
 
     def _dead(self, p: Processed, reason: str, detail: str, sensor_id: str | None = None) -> DeadLetter:

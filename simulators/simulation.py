@@ -237,6 +237,7 @@ class Simulation:
         n = len(fleet)
         affected: dict[int, list[tuple[int, int]]] = {}  # episode → (fleet row, step)
         counts = {"messages": 0, "duplicate": 0, "malformed": 0, "out_of_order": 0, "clock_skew": 0}
+        tally = {fault: np.zeros(len(track), dtype=np.int64) for fault, track in self.plan.transport.items()}
         # Kept so a run stopped half-way can still write what happened so far.
         self._live = (models, affected, counts)
         for k in range(self.n_steps):
@@ -266,7 +267,10 @@ class Simulation:
                     hit = present[rows]
                 else:
                     u = noise.uniform(fleet.keys[rows], clock.counter, _TRANSPORT_STREAM[fault])
-                    hit = (u < track.params["probability"][idx]) & present[rows]
+                    # An episode's first report is always hit, so no label is left without a message.
+                    first = tally[fault][idx] == 0
+                    hit = ((u < track.params["probability"][idx]) | first) & present[rows]
+                    tally[fault][idx] += hit
                     if fault == "out_of_order":
                         delay[rows[hit]] = track.params["delay_steps"][idx][hit].astype(np.int64)
                     else:
