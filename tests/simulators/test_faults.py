@@ -247,16 +247,28 @@ def test_duplicates_are_the_same_bytes_twice_in_a_row(faulty_run: Run, fleet: Fl
 
 
 def test_out_of_order_messages_arrive_after_later_ones(faulty_run: Run) -> None:
+    order = {id(m): i for i, m in enumerate(faulty_run.messages)}
+    newest_before = []  # newest true time delivered before each position
+    newest = 0
+    for m in faulty_run.messages:
+        newest_before.append(newest)
+        newest = max(newest, m.true_time_ms)
     for e in episodes(faulty_run, "out_of_order"):
         (sensor,) = e.sensors
         assert e.messages
         delivered = [m for m in faulty_run.by_sensor[sensor] if not m.duplicate]
+        overtaken = 0
         for i, m in enumerate(delivered):
             if m.message_id in e.messages:
-                assert m.delayed_steps == e.params["delay_steps"]
-                assert any(earlier.true_time_ms > m.true_time_ms for earlier in delivered[:i])
+                steps = e.params["delay_steps"]
+                assert m.delayed_steps == steps
+                # Delivered after reports taken (steps - 1) steps later than it, by any sensor ...
+                assert newest_before[order[id(m)]] > m.true_time_ms + (steps - 1) * STEP_MS
+                # ... and, usually, after a newer report of its own sensor.
+                overtaken += any(earlier.true_time_ms > m.true_time_ms for earlier in delivered[:i])
             else:
                 assert all(earlier.true_time_ms < m.true_time_ms or earlier.delayed_steps for earlier in delivered[:i])
+        assert overtaken
 
 
 def test_clock_skew_shifts_the_carried_time(faulty_run: Run, fleet: Fleet) -> None:

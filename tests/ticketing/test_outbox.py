@@ -80,16 +80,18 @@ def xml_only(m: Misbehaviour) -> None:
     m.xml_only = True
 
 
-FAULTS: dict[str, Callable[[Misbehaviour], None]] = {
-    "500 after creating": lambda m: m.fail_after_create(2, 500),
-    "502 after creating": lambda m: m.fail_after_create(1, 502),
-    "503 before creating, Retry-After": lambda m: m.fail_before_create(2, 503, retry_after=20),
-    "500 before creating": lambda m: m.fail_before_create(2, 500),
-    "429 on every call": lambda m: m.rate_limit(4, retry_after=15),
-    "timeout after creating": lambda m: m.delay_after_create(1, seconds=TEST_READ_TIMEOUT + 1.0),
-    "garbage answers": lambda m: m.garbage(3),
-    "token-only answers": token_only,
-    "XML only": xml_only,
+#: fault → (how to arm it, POSTs the server should see for 5 tickets, tickets found by reconciliation);
+#: None where the count depends on which calls the fault happens to hit.
+FAULTS: dict[str, tuple[Callable[[Misbehaviour], None], int | None, int | None]] = {
+    "500 after creating": (lambda m: m.fail_after_create(2, 500), 5, 2),
+    "502 after creating": (lambda m: m.fail_after_create(1, 502), 5, 1),
+    "503 before creating, Retry-After": (lambda m: m.fail_before_create(2, 503, retry_after=20), 7, 0),
+    "500 before creating": (lambda m: m.fail_before_create(2, 500), 7, 0),
+    "429 on every call": (lambda m: m.rate_limit(4, retry_after=15), None, 0),
+    "timeout after creating": (lambda m: m.delay_after_create(1, seconds=TEST_READ_TIMEOUT + 1.0), 5, 1),
+    "garbage answers": (lambda m: m.garbage(3), None, None),
+    "token-only answers": (token_only, 5, 0),
+    "XML only": (xml_only, 5, 0),
 }
 
 
@@ -99,7 +101,8 @@ def test_every_fault_mode_files_each_ticket_exactly_once(
 ) -> None:
     t = now_utc()
     tickets = file_tickets(conn, tsettings, 5, t)
-    FAULTS[fault](open311.misbehave)
+    arm, posts, reconciled = FAULTS[fault]
+    arm(open311.misbehave)
     worker = OutboxWorker(conn, tsettings, {"open311": sink}, rng=random.Random(7))
     for _ in range(20):
         worker.drain(t)
@@ -111,6 +114,11 @@ def test_every_fault_mode_files_each_ticket_exactly_once(
     assert [row[0] for row in outbox(conn)] == ["sent"] * len(tickets)
     assert_exactly_once(conn, open311, tickets)
     assert open311.misbehave.requests_created == len(tickets)
+    if posts is not None:
+        assert open311.misbehave.posts_received == posts
+    if reconciled is not None:
+        found = conn.execute("SELECT count(*) FROM outbox WHERE response->>'reconciled' = 'true'").fetchone()
+        assert found == (reconciled,)
 
 
 def test_429_waits_for_retry_after(

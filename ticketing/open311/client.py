@@ -170,14 +170,15 @@ class Open311Client:
 
     @property
     def format(self) -> str:
-        """'json' or 'xml': the setting, else what discovery lists (XML, the mandatory one, if unsure)."""
+        """'json' or 'xml': the setting, else what discovery lists (XML, the mandatory one, when the
+        server has no usable discovery). A transient discovery failure is raised, not guessed around."""
         if self._format is None:
             formats: list[str] = []
             try:
                 formats = self.discovery().formats_for(self._settings.url)
-            except Open311Error as exc:
+            except (PermanentError, ResponseError) as exc:
                 log.warning(
-                    "Open311 discovery at %s failed (%s); using XML, which every server speaks",
+                    "Open311 discovery at %s is unusable (%s); using XML, which every server speaks",
                     self._settings.url,
                     exc,
                 )
