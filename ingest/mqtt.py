@@ -244,9 +244,15 @@ class MqttConsumer:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            # MQTT forbids it and brokers refuse it, but an exception here would end paho's network
+            # thread: keep the message (it will be dead-lettered under its mangled topic).
+            topic = bytes(message._topic).decode("utf-8", "replace")
         self._on_message(
             Message(
-                message.topic,
+                topic,
                 message.payload,
                 time.time(),
                 AckToken(self._generation, message.mid, message.qos),
