@@ -134,7 +134,7 @@ def _detection_json(d: Detection) -> dict[str, Any]:
     }
 
 
-def _spans(machine: str, record: Transitions | None, sensor_ids: list[str], end: int) -> list[Span]:
+def _spans(machine: str, record: Transitions | None, sensor_ids: list[str]) -> list[Span]:
     if record is None or not record.t:
         return []
     t = np.concatenate(record.t)
@@ -152,7 +152,6 @@ def _spans(machine: str, record: Transitions | None, sensor_ids: list[str], end:
             opened[s] = (code, at)
     for s, (state, since) in opened.items():
         out.append(Span(machine, sensor_ids[s], STATE_NAMES[state], from_us(since), None))
-    del end
     return out
 
 
@@ -200,9 +199,7 @@ def backtest(
         result.detections.extend(detections)
         if records is not None:
             for m in machines:
-                result.spans.extend(
-                    _spans(m.id, records.get(m.id), sensor_ids, int(instants[-1]) if len(instants) else 0)
-                )
+                result.spans.extend(_spans(m.id, records.get(m.id), sensor_ids))
         summary.sensors = len(sensor_ids)
         summary.instants = len(instants)
         summary.detections = sum(1 for d in detections if d.kind == "detection")

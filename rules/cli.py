@@ -144,7 +144,8 @@ def _score(
 
 def _print_result(result: BacktestResult) -> None:
     typer.echo(
-        f"{result.start:%Y-%m-%d %H:%M} – {result.end:%Y-%m-%d %H:%M} UTC: {result.sensor_steps:,} sensor-steps "
+        f"{result.start:%Y-%m-%d %H:%M} – {result.end:%Y-%m-%d %H:%M} UTC: "
+        f"{result.sensor_steps:,} sensor-steps "
         f"in {result.seconds:.1f} s ({result.steps_per_second:,.0f}/s)"
     )
     typer.echo(f"{'rule':<28} {'version':<13} {'sensors':>8} {'detections':>11} {'resolutions':>12}")

@@ -151,19 +151,40 @@ def evaluate_range(
     window = us(rule.window)
     schedule = rule.schedule
     machines = machines_of(rule)
+    guard = rule.unless
+    guard_window = us(rule.guard_window) if rule.guard_window is not None else 0
+    shared = guard is not None and rule.guard_metric == rule.metric
+    # One fetch serves the guard too when it reads the same metric (over the longer window).
+    reach = max(window, guard_window) if shared else window
     for chunk in _chunks(np.asarray(instants, dtype=np.int64), sensor_count):
         if len(chunk) == 0:
             continue
+        active = schedule.active(chunk, city)
+        if not active.any():
+            continue  # nothing can move: no need to read anything
         data = series
         if data is None:
             if conn is None:
                 raise ValueError("evaluate_range needs a connection or a series")
-            data = fetch_series(conn, rule, int(chunk[0]) - window, int(chunk[-1]))
+            data = fetch_series(
+                conn, rule.metric, int(chunk[0]) - reach, int(chunk[-1]), timestamp=rule.timestamp
+            )
         values, _counts = window_aggregates(data, sensor_count, chunk, window, rule.aggregate)
         nodata = np.isnan(values)
         cond = rule.condition.test(values)
         clear = rule.clear.test(values) if rule.clear is not None else ~cond
-        active = schedule.active(chunk, city)
+        hold = None
+        if guard is not None:
+            guard_data = data
+            if not shared and series is None and conn is not None:
+                guard_data = fetch_series(
+                    conn, rule.guard_metric or rule.metric, int(chunk[0]) - guard_window, int(chunk[-1]),
+                    timestamp=rule.timestamp,
+                )  # fmt: skip
+            guard_values, _ = window_aggregates(
+                guard_data, sensor_count, chunk, guard_window, guard.aggregate
+            )
+            hold = guard.condition.test(guard_values)
         if on_chunk is not None:
             on_chunk(chunk, values)
         for machine in machines:
@@ -173,19 +194,8 @@ def evaluate_range(
 
             record = transitions.setdefault(machine.id, Transitions()) if transitions is not None else None
             if machine.watches_silence:
-                silent = nodata
-                run(states[machine.id], chunk, silent, ~silent, np.zeros_like(silent), values, active,
-                    machine.params, sink, record)  # fmt: skip
+                silent = nodata  # its condition is "no data"; it never lacks data itself
+                inputs = (silent, ~silent, np.zeros_like(silent))
             else:
-                run(
-                    states[machine.id],
-                    chunk,
-                    cond,
-                    clear,
-                    nodata,
-                    values,
-                    active,
-                    machine.params,
-                    sink,
-                    record,
-                )
+                inputs = (cond, clear, nodata)
+            run(states[machine.id], chunk, *inputs, values, active, machine.params, sink, record, hold)

@@ -31,7 +31,7 @@ from rules.loader import RuleSet
 from rules.model import Rule
 from rules.query import select_sensors
 from rules.schedule import City
-from rules.state import _NONE, NORMAL, STATE_NAMES, Event, MachineState
+from rules.state import NO_TIME, NORMAL, STATE_NAMES, Event, MachineState
 from sense311.errors import Sense311Error
 from sense311.types import Detection
 
@@ -108,8 +108,8 @@ def load_states(
         st = states[rule_id]
         st.code[i] = _CODES[state]
         st.since[i] = to_us(since)
-        st.onset[i] = to_us(onset) if onset is not None else _NONE
-        st.fired[i] = to_us(fired_at) if fired_at is not None else _NONE
+        st.onset[i] = to_us(onset) if onset is not None else NO_TIME
+        st.fired[i] = to_us(fired_at) if fired_at is not None else NO_TIME
         st.value[i] = value if value is not None else np.nan
     return states
 
@@ -123,7 +123,7 @@ def _save_states(
     after: dict[str, MachineState],
 ) -> None:
     def t(v: int) -> datetime | None:
-        return None if v == _NONE else from_us(int(v))
+        return None if v == NO_TIME else from_us(int(v))
 
     upserts = []
     deletes = []

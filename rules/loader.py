@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from rules.errors import Problem, RuleFileError
 from rules.model import (
     CityModel,
+    GuardModel,
     Rule,
     RuleDefaults,
     RuleFile,
@@ -50,6 +51,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("active",): ScheduleModel,
     ("active", "times", "#"): TimeWindowModel,
     ("silent",): SilentModel,
+    ("unless",): GuardModel,
 }
 _FILE_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     (): RuleFile,

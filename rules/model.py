@@ -22,6 +22,10 @@ A rule file::
         clear_for: 10m
         no_data: keep_last      # ok | alerting | keep_last | silent
         active: {sun: night}    # and/or times: [{from: "22:00", to: "06:00", days: [mon, tue]}]
+                                # sun_elevation: -6, or [dusk, dawn] like [-0.833, -4]
+        unless:                 # nothing new starts while this holds (another metric, or the same)
+          {metric: voltage, aggregate: max, window: 3m, condition: "< 100"}
+        timestamp: event        # or received: windows by arrival time
         severity: medium        # low | medium | high | critical
         interval: 1m            # instants are k · interval in UTC
         lateness: 2m            # instant t is evaluated once the clock reaches t + lateness
@@ -57,7 +61,9 @@ from sense311.durations import format_duration, parse_duration
 __all__ = [
     "NO_DATA_MODES",
     "SEVERITIES",
+    "TIMESTAMPS",
     "CityModel",
+    "GuardModel",
     "Rule",
     "RuleDefaults",
     "RuleDuration",
@@ -72,6 +78,7 @@ __all__ = [
 
 SEVERITIES = ("low", "medium", "high", "critical")
 NO_DATA_MODES = ("ok", "alerting", "keep_last", "silent")
+TIMESTAMPS = ("event", "received")
 #: Prefix of a metric that reads a detector's score instead of readings.
 DETECTOR_PREFIX = "detector."
 #: A metric named ``*`` reads every metric of the sensor (for "anything heard?" rules).
@@ -204,12 +211,15 @@ class ScheduleModel(_Strict):
     @classmethod
     def _elevation(cls, value: Any) -> Any:
         values = value if isinstance(value, list | tuple) else [value]
-        if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+        if len(values) not in (1, 2) or any(
+            isinstance(v, bool) or not isinstance(v, int | float) for v in values
+        ):
             raise ValueError(f"expected degrees like -6 or [dusk, dawn] like [-0.833, -4], got '{value}'")
         for v in values:
             if not MIN_SUN_ELEVATION <= v <= MAX_SUN_ELEVATION:
                 raise ValueError(
-                    f"expected an elevation within {MIN_SUN_ELEVATION:g}..{MAX_SUN_ELEVATION:g} degrees, got {v:g}"
+                    f"expected an elevation within {MIN_SUN_ELEVATION:g}..{MAX_SUN_ELEVATION:g} degrees, "
+                    f"got {v:g}"
                 )
         return float(values[0]) if len(values) == 1 else (float(values[0]), float(values[1]))
 
@@ -278,6 +288,35 @@ AggregateField = Annotated[
 ConditionField = Annotated[Condition, BeforeValidator(parse_condition), PlainSerializer(str, return_type=str)]
 
 
+class GuardModel(_Strict):
+    """``unless``: while this holds for a sensor (with data), the rule starts nothing for it: a
+    normal sensor stays normal, a pending one returns to normal, a firing or recovering one stays
+    as it is (an inhibition: it suppresses new problems, it does not resolve old ones).
+
+    A lamp-out rule ``unless`` the mains voltage is gone leaves a circuit outage to the circuit
+    rule. ``metric`` and ``window`` default to the rule's own.
+    """
+
+    metric: str | None = None
+    aggregate: AggregateField = AggregateSpec("last")
+    window: RuleDuration | None = None
+    condition: ConditionField
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        if value is not None and not _METRIC.match(value):
+            raise ValueError(f"expected a metric name like 'voltage' or 'detector.<name>', got '{value}'")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError(f"expected a window > 0, got '{format_duration(value)}'")
+        return value
+
+
 class RuleDefaults(_Strict):
     """File-level defaults; a rule's own fields win."""
 
@@ -320,6 +359,10 @@ class Rule(_Strict):
     no_data: str = "ok"
     silent: SilentModel | None = None
     active: ScheduleModel | None = None
+    unless: GuardModel | None = None
+    #: Which time windows read: ``event`` (the time a reading carries, the default) or
+    #: ``received`` (when it arrived: silence checks that a sensor's wrong clock must not fool).
+    timestamp: str = "event"
     severity: str = "medium"
     interval: RuleDuration = timedelta(minutes=1)
     lateness: RuleDuration = timedelta(minutes=1)
@@ -359,6 +402,11 @@ class Rule(_Strict):
     def _no_data(cls, value: Any) -> str:
         return _choice(value, NO_DATA_MODES, "no_data mode")
 
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp(cls, value: Any) -> str:
+        return _choice(value, TIMESTAMPS, "timestamp")
+
     @field_validator("window")
     @classmethod
     def _window(cls, value: timedelta) -> timedelta:
@@ -377,7 +425,27 @@ class Rule(_Strict):
     def _silent(self) -> Rule:
         if self.silent is not None and self.no_data != "silent":
             raise ValueError("'silent' settings need 'no_data: silent'")
+        if self.timestamp == "received" and (
+            self.metric.startswith(DETECTOR_PREFIX)
+            or (self.unless and (self.unless.metric or "").startswith(DETECTOR_PREFIX))
+        ):
+            raise ValueError(
+                "'timestamp: received' reads when readings arrived; detector scores have no such time"
+            )
         return self
+
+    @property
+    def guard_metric(self) -> str | None:
+        """The metric the ``unless`` guard reads (None without a guard)."""
+        if self.unless is None:
+            return None
+        return self.unless.metric or self.metric
+
+    @property
+    def guard_window(self) -> timedelta | None:
+        if self.unless is None:
+            return None
+        return self.unless.window or self.window
 
     @property
     def detector(self) -> str | None:

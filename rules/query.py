@@ -1,13 +1,17 @@
 """What a rule reads from the database: its sensors, and their readings over an event-time range.
 
 One query per rule and range, whatever the number of sensors: the selected sensors go into a
-temporary table (numbered in id order), and the readings of all of them come back through one
-binary ``COPY`` that numpy parses in place — about 34 bytes a reading and no Python object per
-row, which is what keeps a 100,000-sensor cycle within its budget (see ``bench/rules.py``).
+temporary table (numbered in id order), and the readings come back as one row per sensor holding
+two arrays (``array_agg`` of the times and of the values) in PostgreSQL's binary array format,
+which numpy reads in place: 12 bytes a reading and no Python object per reading. (A binary
+``COPY`` was measured 4–5× slower: the server sends one message per row and each costs a
+Python call; see ``bench/rules.py``.)
 
-Metrics named ``detector.<name>`` read ``detector_scores(time, sensor_id, detector, score)`` when
-that table exists; until a detector writes it, such a rule sees no data. Both queries must run
-inside a transaction: the selection table is dropped at commit.
+Readings are windowed by event time (``time``), or by arrival (``received_at``) for rules with
+``timestamp: received``. Metrics named ``detector.<name>`` read ``detector_scores(time, sensor_id,
+detector, score)`` when that table exists; until a detector writes it, such a rule sees no data.
+Both queries must run inside a transaction: the selection table is dropped at commit. A NaN
+value is no measurement and is not read.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from psycopg import sql
 
 from rules.aggregates import Series
 from rules.instants import from_us
-from rules.model import ANY_METRIC, Rule, Selector
+from rules.model import ANY_METRIC, DETECTOR_PREFIX, Selector
 
 __all__ = ["SELECTION_TABLE", "fetch_series", "select_sensors", "table_exists"]
 
@@ -26,18 +30,11 @@ __all__ = ["SELECTION_TABLE", "fetch_series", "select_sensors", "table_exists"]
 SELECTION_TABLE = "_rule_selection"
 #: PostgreSQL's timestamps count microseconds from 2000-01-01 UTC; ours from 1970-01-01.
 _PG_EPOCH_US = 946_684_800_000_000
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("len_sensor", ">i4"),
-        ("sensor", ">i4"),
-        ("len_time", ">i4"),
-        ("time", ">i8"),
-        ("len_value", ">i4"),
-        ("value", ">f8"),
-    ]
-)
+#: A one-dimensional binary array: ndim, has-nulls flag, element type, size, lower bound.
+_ARRAY_HEADER = 20
+#: Each element of a binary int8 / float8 / timestamptz array: its length (8), then its bytes.
+_TIME_ELEMENT = np.dtype([("length", ">i4"), ("item", ">i8")])
+_VALUE_ELEMENT = np.dtype([("length", ">i4"), ("item", ">f8")])
 #: Sorting and hashing 100,000 sensor ids in memory instead of spilling to disk.
 WORK_MEM = "64MB"
 
@@ -87,47 +84,59 @@ def select_sensors(conn: psycopg.Connection, selector: Selector) -> list[str]:
     return [r[0] for r in rows.fetchall()]
 
 
-def _parse_copy(buf: bytes) -> Series:
-    if not buf.startswith(_SIGNATURE):
-        raise ValueError("unexpected COPY BINARY header")
-    ext = int.from_bytes(buf[15:19], "big")
-    body = memoryview(buf)[19 + ext : len(buf) - 2]
-    rows = np.frombuffer(body, dtype=_ROW)
-    if len(rows) and (rows["fields"] != 3).any():
-        raise ValueError("unexpected COPY BINARY row layout")
-    sensor = rows["sensor"].astype(np.int64)
-    time = rows["time"].astype(np.int64) + _PG_EPOCH_US
-    value = rows["value"].astype(np.float64)
+def _elements(blobs: list[bytes], dtype: np.dtype) -> np.ndarray:
+    body = b"".join(memoryview(b)[_ARRAY_HEADER:] for b in blobs)
+    items = np.frombuffer(body, dtype=dtype)
+    if len(items) and (items["length"] != 8).any():
+        raise ValueError("unexpected binary array layout (a NULL element?)")
+    return items["item"]
+
+
+def _parse_arrays(rows: list[tuple[int, bytes, bytes]]) -> Series:
+    if not rows:
+        return Series.empty()
+    counts = np.array(
+        [(len(t) - _ARRAY_HEADER) // _TIME_ELEMENT.itemsize for _, t, _ in rows], dtype=np.int64
+    )
+    sensor = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    time = _elements([r[1] for r in rows], _TIME_ELEMENT).astype(np.int64) + _PG_EPOCH_US
+    value = _elements([r[2] for r in rows], _VALUE_ELEMENT).astype(np.float64)
     # (sensor, time) order; ties (several metrics at one time with metric '*') by value, so the
     # order — and with it every sum — never depends on how the server returned the rows.
     order = np.lexsort((value, time, sensor))
     return Series(sensor[order], time[order], value[order])
 
 
-def fetch_series(conn: psycopg.Connection, rule: Rule, lo_us: int, hi_us: int) -> Series:
-    """Readings of the selected sensors with ``lo < time <= hi`` (µs since the epoch, UTC)."""
+def fetch_series(
+    conn: psycopg.Connection, metric: str, lo_us: int, hi_us: int, *, timestamp: str = "event"
+) -> Series:
+    """Readings of ``metric`` for the selected sensors with ``lo < time <= hi`` (µs since the
+    epoch, UTC). ``timestamp="received"`` windows and returns the time readings arrived instead."""
     selection = sql.Identifier(SELECTION_TABLE)
     lo, hi = from_us(lo_us), from_us(hi_us)
-    detector = rule.detector
+    detector = metric[len(DETECTOR_PREFIX) :] if metric.startswith(DETECTOR_PREFIX) else None
     if detector is not None:
         if not table_exists(conn, "detector_scores"):
             return Series.empty()
-        query = sql.SQL(
-            "SELECT s.idx, d.time, d.score FROM detector_scores d JOIN {} s ON s.id = d.sensor_id "
-            "WHERE d.detector = {} AND d.time > {} AND d.time <= {} AND d.score IS NOT NULL"
-        ).format(selection, sql.Literal(detector), sql.Literal(lo), sql.Literal(hi))
+        source = sql.SQL(
+            "SELECT sensor_id, time AS t, score AS value FROM detector_scores "
+            "WHERE detector = {} AND time > {} AND time <= {} "
+            "AND score IS NOT NULL AND score <> 'NaN'::float8"
+        ).format(sql.Literal(detector), sql.Literal(lo), sql.Literal(hi))
     else:
-        metric = (
-            sql.SQL("TRUE")
-            if rule.metric == ANY_METRIC
-            else sql.SQL("r.metric = {}").format(sql.Literal(rule.metric))
+        which = (
+            sql.SQL("TRUE") if metric == ANY_METRIC else sql.SQL("metric = {}").format(sql.Literal(metric))
         )
-        query = sql.SQL(
-            "SELECT s.idx, r.time, r.value FROM readings r JOIN {} s ON s.id = r.sensor_id "
-            "WHERE {} AND r.time > {} AND r.time <= {}"
-        ).format(selection, metric, sql.Literal(lo), sql.Literal(hi))
-    chunks: list[bytes] = []
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
-        for block in copy:
-            chunks.append(bytes(block))
-    return _parse_copy(b"".join(chunks))
+        column = sql.Identifier("received_at" if timestamp == "received" else "time")
+        source = sql.SQL(
+            "SELECT sensor_id, {col} AS t, value FROM readings "
+            "WHERE {which} AND {col} > {lo} AND {col} <= {hi} AND value <> 'NaN'::float8"
+        ).format(col=column, which=which, lo=sql.Literal(lo), hi=sql.Literal(hi))
+    query = sql.SQL(
+        "SELECT s.idx, array_send(array_agg(r.t)), array_send(array_agg(r.value)) "
+        "FROM ({source}) r JOIN {sel} s ON s.id = r.sensor_id GROUP BY s.idx"
+    ).format(source=source, sel=selection)
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query)
+        rows = cur.fetchall()
+    return _parse_arrays(rows)

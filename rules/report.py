@@ -149,7 +149,8 @@ def _svg(plot: Plot, result: BacktestResult) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
         f'role="img" aria-label="{html.escape(rule.metric)} of {html.escape(plot.sensor_id)}">',
-        f'<rect x="{_PAD_L}" y="{_PAD_T}" width="{inner_w}" height="{inner_h}" fill="#fafafa" stroke="#ccc"/>',
+        f'<rect x="{_PAD_L}" y="{_PAD_T}" width="{inner_w}" height="{inner_h}" '
+        'fill="#fafafa" stroke="#ccc"/>',
     ]
     for e in plot.episodes:
         x0, x1 = x(to_us(e.start)), x(to_us(e.end))
@@ -159,7 +160,8 @@ def _svg(plot: Plot, result: BacktestResult) -> str:
             f"{e.start:%Y-%m-%d %H:%M} – {e.end:%Y-%m-%d %H:%M} UTC</title></rect>"
         )
         parts.append(
-            f'<rect x="{x0:.1f}" y="{_H - _PAD_B + 3}" width="{max(x1 - x0, 1):.1f}" height="5" fill="#7b68ee"/>'
+            f'<rect x="{x0:.1f}" y="{_H - _PAD_B + 3}" width="{max(x1 - x0, 1):.1f}" height="5" '
+            'fill="#7b68ee"/>'
         )
     for s in result.spans:
         if s.sensor_id != plot.sensor_id or s.rule_id.split(":")[0] != rule.id:
@@ -180,7 +182,8 @@ def _svg(plot: Plot, result: BacktestResult) -> str:
         (b, "#2a9d8f", "clear") for b in (rule.clear.threshold if rule.clear else ())
     ]:
         parts.append(
-            f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="{colour}" '
+            f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+            f'stroke="{colour}" '
             f'stroke-dasharray="6 4"><title>{label} {value:g}</title></line>'
         )
     if len(plot.times):
@@ -207,7 +210,8 @@ def _svg(plot: Plot, result: BacktestResult) -> str:
     )
     parts.append(f'<text x="{_PAD_L}" y="{_H - 4}" font-size="11">{result.start:%Y-%m-%d %H:%M} UTC</text>')
     parts.append(
-        f'<text x="{_W - _PAD_R}" y="{_H - 4}" text-anchor="end" font-size="11">{result.end:%Y-%m-%d %H:%M} UTC</text>'
+        f'<text x="{_W - _PAD_R}" y="{_H - 4}" text-anchor="end" font-size="11">'
+        f"{result.end:%Y-%m-%d %H:%M} UTC</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -9,7 +9,9 @@ backtest agree:
   is civil twilight). Different elevations make the night asymmetric: a street-light rule can
   start at sunset yet stop well before the photocells switch lamps off at dawn. ``sun: day`` is
   the complement. Computed per local date with ``astral``; where the sun never crosses the
-  elevation that day (polar summer/winter) the whole day is light or dark.
+  elevation that day (polar summer/winter) the whole day is light or dark. Elevations are
+  geometric (no refraction): −0.833° is then exactly the standard sunrise and sunset, the
+  0.833° being refraction at the horizon plus the sun's radius.
 * ``times`` — windows of local wall-clock time in the city's time zone, e.g. 22:00–06:00. A
   window whose end is before its start runs past midnight; ``days`` names the days a window
   *starts* on. Local time is taken from the IANA zone at each instant, so a window keeps its
@@ -79,18 +81,22 @@ def _night_of(
     zone = ZoneInfo(tz)
     observer = Observer(latitude=lat, longitude=lon)
     try:
-        start = time_at_elevation(observer, dusk, day, SunDirection.SETTING, tzinfo=zone)
+        start = time_at_elevation(
+            observer, dusk, day, SunDirection.SETTING, tzinfo=zone, with_refraction=False
+        )
     except ValueError:
         start = None
     try:
-        end = time_at_elevation(observer, dawn, day + _DAY, SunDirection.RISING, tzinfo=zone)
+        end = time_at_elevation(
+            observer, dawn, day + _DAY, SunDirection.RISING, tzinfo=zone, with_refraction=False
+        )
     except ValueError:
         end = None
     midnight = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
     next_midnight = dt.datetime.combine(day + _DAY, dt.time(0), tzinfo=zone)
     if start is None:
         noon = dt.datetime.combine(day, dt.time(12), tzinfo=zone)
-        if elevation(observer, noon) >= dusk:
+        if elevation(observer, noon, with_refraction=False) >= dusk:
             return None  # the sun stays above the elevation all day: no night starts
         start = midnight  # polar night: dark from the day's start
     if end is None:

@@ -27,12 +27,14 @@ __all__ = [
     "FIRING",
     "NORMAL",
     "NO_DATA_POLICIES",
+    "NO_TIME",
     "PENDING",
     "RECOVERING",
     "STATE_NAMES",
     "Event",
     "MachineParams",
     "MachineState",
+    "Transitions",
     "run",
     "step",
 ]
@@ -43,7 +45,8 @@ STATE_NAMES = ("normal", "pending", "firing", "recovering")
 #: condition holds; ``keep_last``: no transition. (``silent`` rules use ``keep_last`` for their
 #: main machine and run a second machine whose condition is "no data".)
 NO_DATA_POLICIES = ("ok", "alerting", "keep_last")
-_NONE = np.iinfo(np.int64).min
+#: Stands for "no time" in the int64 time arrays (since, onset, fired of a normal sensor).
+NO_TIME = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class MachineParams:
 
 @dataclass(slots=True)
 class MachineState:
-    """The state of N sensors: codes and times (µs; ``_NONE`` where not applicable)."""
+    """The state of N sensors: codes and times (µs; ``NO_TIME`` where not applicable)."""
 
     code: np.ndarray
     since: np.ndarray
@@ -75,9 +78,9 @@ class MachineState:
     def normal(cls, n: int) -> MachineState:
         return cls(
             code=np.zeros(n, dtype=np.int8),
-            since=np.full(n, _NONE, dtype=np.int64),
-            onset=np.full(n, _NONE, dtype=np.int64),
-            fired=np.full(n, _NONE, dtype=np.int64),
+            since=np.full(n, NO_TIME, dtype=np.int64),
+            onset=np.full(n, NO_TIME, dtype=np.int64),
+            fired=np.full(n, NO_TIME, dtype=np.int64),
             value=np.full(n, np.nan),
         )
 
@@ -110,7 +113,7 @@ class Transitions:
 
 
 def _opt(value: int) -> int | None:
-    return None if value == _NONE else int(value)
+    return None if value == NO_TIME else int(value)
 
 
 def step(
@@ -122,20 +125,22 @@ def step(
     value: np.ndarray,
     params: MachineParams,
     emit: Callable[[Event], None],
+    hold: np.ndarray | None = None,
 ) -> np.ndarray:
     """Advance every sensor to instant ``t`` in place; returns the indices whose state changed.
 
     ``cond`` and ``clear`` are the condition and clear condition on the sensor's aggregate (their
-    value where ``nodata`` is true does not matter: the policy decides).
+    value where ``nodata`` is true does not matter: the policy decides). Where ``hold`` is true
+    (the rule's ``unless`` guard holds) nothing new starts: normal stays normal, pending returns
+    to normal, and firing or recovering sensors stay as they are.
     """
+    moves = None
     if params.no_data == "ok":
         cond = cond & ~nodata
         clear = clear | nodata
-        moves = None
     elif params.no_data == "alerting":
         cond = cond | nodata
         clear = clear & ~nodata
-        moves = None
     else:
         moves = ~nodata
     code = state.code
@@ -155,6 +160,14 @@ def step(
     calm = firing & clear
     relapse = recovering & ~clear
     settle = recovering & clear & (t - state.since >= params.clear_for_us)
+    if hold is not None:
+        free = ~hold
+        start &= free
+        drop |= pending & hold
+        ripe &= free
+        calm &= free
+        relapse &= free
+        settle &= free
     if params.for_us == 0:
         fire_now, start = start, np.zeros_like(start)
     else:
@@ -177,9 +190,9 @@ def step(
 
     to_normal = drop | settle | resolve_now
     code[to_normal] = NORMAL
-    state.since[to_normal] = _NONE
-    state.onset[to_normal] = _NONE
-    state.fired[to_normal] = _NONE
+    state.since[to_normal] = NO_TIME
+    state.onset[to_normal] = NO_TIME
+    state.fired[to_normal] = NO_TIME
 
     code[start] = PENDING
     state.since[start] = t
@@ -212,18 +225,20 @@ def run(
     params: MachineParams,
     emit: Callable[[Event], None],
     transitions: Transitions | None = None,
+    hold: np.ndarray | None = None,
 ) -> None:
     """Step ``state`` through ``instants`` in order; arrays are shaped (K instants, N sensors).
 
-    Instants where ``active`` is false make no transition. ``transitions``, when given, records
-    every change (old and new state) for reports.
+    Instants where ``active`` is false make no transition; cells where ``hold`` is true start
+    nothing (see ``step``). ``transitions``, when given, records every change for reports.
     """
     for k in range(len(instants)):
         if not active[k]:
             continue
         t = int(instants[k])
         old = state.code.copy() if transitions is not None else None
-        changed = step(state, t, cond[k], clear[k], nodata[k], values[k], params, emit)
+        changed = step(state, t, cond[k], clear[k], nodata[k], values[k], params, emit,
+                       None if hold is None else hold[k])  # fmt: skip
         if transitions is not None and len(changed):
             transitions.t.append(np.full(len(changed), t, dtype=np.int64))
             transitions.sensor.append(changed)

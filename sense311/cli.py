@@ -34,6 +34,19 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema and storage.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+
+def _register_package_commands() -> None:
+    """The packages' own command groups; the CLI is one of the places allowed to wire them in."""
+    from rules.cli import rules_app
+    from ticketing.cli import open311_server, tickets_app
+
+    app.add_typer(rules_app, name="rules")
+    app.add_typer(tickets_app, name="tickets")
+    app.command("open311-server")(open311_server)
+
+
+_register_package_commands()
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(

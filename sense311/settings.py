@@ -184,6 +184,13 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Sections owned by the packages: kept raw here, because the core never imports them; each
+    # package validates its own (``TicketingSettings.from_settings(settings)``, …), so a mistake
+    # is still reported with the section's name before anything starts.
+    rules: dict[str, Any] = Field(default_factory=dict)
+    detectors: dict[str, Any] = Field(default_factory=dict)
+    ticketing: dict[str, Any] = Field(default_factory=dict)
+    api: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

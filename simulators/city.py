@@ -19,7 +19,7 @@ import numpy as np
 
 from sense311.errors import ConfigError
 
-__all__ = ["CityConfig", "Street", "StreetGrid", "build_grid", "slugify"]
+__all__ = ["DISTRICT_TYPES", "CityConfig", "Street", "StreetGrid", "build_grid", "slugify"]
 
 #: Metres per degree of latitude (mean Earth radius); longitude degrees shrink with cos(latitude).
 METRES_PER_DEGREE = 111_320.0

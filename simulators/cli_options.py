@@ -33,7 +33,7 @@ from sense311.errors import ConfigError
 from simulators.encoders import FORMATS
 from simulators.faults import FAULT_KINDS, FaultRates, default_faults
 from simulators.fleet import DEFAULT_COUNTS
-from simulators.publisher import parse_mqtt_url
+from simulators.publisher import DEFAULT_MAX_INFLIGHT, parse_mqtt_url
 
 __all__ = ["FAULT_PRESETS", "OUTPUTS", "SimulationOptions", "parse_duration", "parse_options"]
 
@@ -90,8 +90,10 @@ class SimulationOptions(BaseModel):
     lat: float = Field(52.37, description="city centre latitude, degrees")
     lon: float = Field(4.89, description="city centre longitude, degrees")
     tz: str = Field("Europe/Amsterdam", description="city time zone (IANA name)")
-    start: Time = Field(None, description="first simulated instant; default now (rounded down to the step)")
-    end: Time = Field(None, description="end of the simulated period (exclusive)")
+    start: Time = Field(
+        None, description="first simulated instant; default: now with --speed, else --end - --duration"
+    )
+    end: Time = Field(None, description="end of the period (exclusive); default: now without --speed")
     duration: Duration | None = Field(
         None, description="length of the period if --end is not given; default 1d"
     )
@@ -109,7 +111,9 @@ class SimulationOptions(BaseModel):
     out_file: Path | None = Field(None, description="with --output file: JSON Lines of topic and payload")
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker for --output mqtt")
     topic_prefix: str = Field("", description="prepended to every topic, e.g. a test's own prefix")
-    max_inflight: int = Field(1000, description="messages awaiting PUBACK before publishing waits")
+    max_inflight: int = Field(
+        DEFAULT_MAX_INFLIGHT, description="messages awaiting PUBACK before publishing waits"
+    )
     connect_timeout: float = Field(10.0, description="seconds to wait for the broker's CONNACK")
     ack_timeout: float = Field(30.0, description="seconds to wait for outstanding PUBACKs")
     database_url: str | None = Field(None, description="PostgreSQL URL for --register and --output db")

@@ -17,7 +17,7 @@ kind                        sensors                 effect while active
 ``day_burner``              light                   lit by day as well
 ``flicker``                 light                   on/off at random while it should be lit
 ``partial_lamp_failure``    light                   lit but power × ``power_factor`` (~0.5)
-``circuit_outage``          every lamp of a circuit dark, voltage 0
+``circuit_outage``          all lamps of a circuit  dark, voltage 0
 ``stuck``                   bin, parking, air       ``metric`` frozen at its value at ``start``
 ``drift``                   bin, air                ``metric`` + ``per_hour`` × hours since start
 ``spikes``                  bin, air                some readings of ``metric`` are wild
@@ -27,7 +27,13 @@ kind                        sensors                 effect while active
 
 Transport faults (what happens to the messages): ``malformed`` (payload bytes broken),
 ``duplicate`` (the same message delivered twice), ``out_of_order`` (delivered ``delay_steps``
-steps late), ``clock_skew`` (the time the message carries is off by ``skew_s`` seconds).
+steps late), ``clock_skew`` (the time the message carries is off by ``skew_s`` seconds). The
+first three hit each report in the episode with ``probability`` (0.5), the first report always.
+
+Episode timing follows how things fail: lamps fail at switch-on and are repaired by a day crew
+1–3 nights later; a day-burner's photocell fails at dawn; circuits drop out at night for 2–10 h;
+an overflowing bin is full before its collection and stays full 2–8 h past it; the other faults
+start at any time and last hours (each kind's range is in ``Planner._timing``).
 
 Episodes of device faults never overlap on one sensor, and transport faults never overlap each
 other or a silent episode (``dropout``, ``dead_battery``) on one sensor, so every reading has at
@@ -55,6 +61,7 @@ __all__ = [
     "FaultPlan",
     "FaultRates",
     "FaultTrack",
+    "Planner",
     "default_faults",
     "format_time",
 ]
@@ -301,7 +308,8 @@ class Planner:
     ``hooks`` gives what timing needs: ``nights()`` → (sunset ms array, sunrise ms array),
     ``lamp_delays(g)`` → (on delay ms, off advance ms) of light ``g``, ``collections(g)`` →
     collection times (ms) of bin ``g``, ``circuits()`` → list of (name, member global indices),
-    ``measured(g)`` → metrics of sensor ``g`` that stuck/drift/spikes may affect.
+    ``measured(g)`` → metrics of sensor ``g`` that stuck/drift/spikes may affect,
+    ``drift_rate(metric)`` → (low, high) drift magnitude per hour.
     """
 
     def __init__(
@@ -332,7 +340,11 @@ class Planner:
     def plan(self) -> list[_Draft]:
         drafts: list[_Draft] = []
         days = (self.end_ms - self.start_ms) / _DAY
-        for index, fault in enumerate(FAULT_KINDS):
+        # Circuit outages go first: they need a whole circuit free, which single-lamp faults
+        # placed before them would rarely leave. Each kind keeps its own random stream.
+        order = sorted(FAULT_KINDS, key=lambda kind: kind != "circuit_outage")
+        for fault in order:
+            index = FAULT_KINDS.index(fault)
             rate = self.rates.rate(fault)
             if rate <= 0:
                 continue

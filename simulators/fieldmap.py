@@ -14,6 +14,13 @@ metrics. ``FIELD_MAP[format][kind][field]`` is a spec dict:
 lacks them: a bin's ``fill_level = 1 - distance_mm / metadata.depth_mm``, clipped to 0..1.
 
 ``apply_field_map`` is the reference reading of these rules (used by the tests).
+
+``INGEST_FIELD_MAP[format]`` is the same knowledge in ingest's field-map syntax (one flat map
+per route: ``field: metric``, ``{metric, scale}``, or a list of targets; a bin's ``distance``
+also yields ``fill_level`` by the ``fill_from_distance`` transform). String states (``"on"``,
+``"OFF"``) and booleans are left to ingest's value parsing, which reads them as 1 / 0. Copy it
+into the route of each format: the scales matter (``dim`` is a percentage, Zigbee ``energy``
+is in kWh), so the global defaults alone would store wrong numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 
 from simulators.kinds import METRICS
 
-__all__ = ["DERIVED", "FIELD_MAP", "IGNORED", "apply_field_map"]
+__all__ = ["DERIVED", "FIELD_MAP", "IGNORED", "INGEST_FIELD_MAP", "apply_field_map", "ingest_field_map"]
 
 _BOOL = {"true": 1.0, "false": 0.0}
 
@@ -138,3 +145,26 @@ def apply_field_map(
         lo, hi = rule["clip"]
         out[metric] = min(max(1.0 - out[rule["from"]] / depth, lo), hi)
     return out
+
+
+def ingest_field_map(fmt: str) -> dict[str, Any]:
+    """One route's field map in ingest's syntax, built from ``FIELD_MAP`` and ``DERIVED``."""
+    out: dict[str, Any] = {}
+    for kind, fields in FIELD_MAP[fmt].items():
+        sent = {spec["metric"] for spec in fields.values()}
+        for name, spec in fields.items():
+            target: Any = (
+                spec["metric"] if "scale" not in spec else {"metric": spec["metric"], "scale": spec["scale"]}
+            )
+            derived = [
+                {"metric": metric, "transform": "fill_from_distance"}
+                for metric, rule in DERIVED.get(kind, {}).items()
+                if rule["from"] == spec["metric"] and metric not in sent
+            ]
+            entry = [target, *derived] if derived else target
+            # One flat map serves every kind on a route: a field must mean the same for all.
+            assert out.setdefault(name, entry) == entry, f"{fmt}: field {name!r} means two things"
+    return out
+
+
+INGEST_FIELD_MAP: dict[str, dict[str, Any]] = {fmt: ingest_field_map(fmt) for fmt in FIELD_MAP}

@@ -14,8 +14,10 @@ JSON Lines, UTF-8, one object per line, written in episode start order::
 Times are ISO 8601 UTC with milliseconds; ``end`` is exclusive. ``messages`` (transport faults
 and ``spikes``) lists the affected message ids ``"<sensor id>:<frame counter>"``, ``count``
 their number. The last line is always ``{"summary": …}``: counts of episodes per kind, of
-sensors per kind, of messages, the period, the seed, the fault rates and the run options. The
-file holds no wall-clock time, so the same seed and options give the same bytes.
+sensors per kind, of messages (``reports`` taken, and how many were ``duplicate``d,
+``malformed``, delivered ``out_of_order`` or ``clock_skew``ed), the period, the seed, the fault
+rates, ``completed`` (false with ``stopped_at`` when a run stopped early) and the run options.
+The file holds no wall-clock time, so the same seed and options give the same bytes.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
                                           ground_truth="ground_truth.jsonl"),
                             progress=lambda done, total: ...)
 
-Steps: build the fleet and the fault plan, optionally register the fleet, then send every
+Without ``--start``, a paced run (``--speed``) starts now and an as-fast-as-possible run ends
+now, so ``--output db --duration 30d`` fills the last 30 days. Steps: build the fleet and the
+fault plan, optionally register the fleet, then send every
 message to the output — an MQTT broker in a gateway format (paced by ``speed``: 1 = real time,
 3600 = an hour per second, unset = as fast as the broker acknowledges), straight into
 ``readings`` (backfill), a JSON Lines file, or nowhere — and finally write the ground truth.
@@ -33,7 +35,8 @@ from sense311.errors import ConfigError, DatabaseError
 from simulators.backfill import backfill
 from simulators.city import CityConfig
 from simulators.cli_options import SimulationOptions, parse_options
-from simulators.encoders import get_encoder
+from simulators.encoders import TIME_FAITHFUL, get_encoder
+from simulators.errors import SimulatorError
 from simulators.fleet import build_fleet
 from simulators.messages import SimMessage
 from simulators.publisher import MqttPublisher
@@ -54,7 +57,8 @@ Progress = Callable[[int, int], None]
 @dataclass(slots=True)
 class RunReport:
     """What a run did: steps simulated of the total, messages emitted and sent, episodes
-    labelled, rows written (``--output db``), sensors registered, wall-clock seconds."""
+    labelled, rows written (``--output db``), sensors registered, wall-clock seconds, and notes
+    worth showing the user (e.g. a format that cannot carry the simulated time)."""
 
     steps: int
     total_steps: int
@@ -66,10 +70,43 @@ class RunReport:
     elapsed_s: float
     ground_truth: Path | None
     completed: bool
+    notes: list[str]
 
 
 def _options(options: SimulationOptions | Mapping[str, Any]) -> SimulationOptions:
     return options if isinstance(options, SimulationOptions) else parse_options(**dict(options))
+
+
+def _period(opts: SimulationOptions, now_s: float) -> tuple[datetime, datetime]:
+    """The simulated period. Without a start, a paced run starts now and an as-fast-as-possible
+    one ends now (a backfill of recent history); times without an end last ``duration``."""
+    step_s = opts.step.total_seconds()
+    duration_s = opts.duration.total_seconds() if opts.duration is not None else DEFAULT_DURATION_S
+    now = datetime.fromtimestamp((now_s // step_s) * step_s, tz=UTC)
+    start, end = opts.start, opts.end
+    if start is None and end is None:
+        if opts.speed is None:
+            end = now
+        else:
+            start = now
+    if start is None:
+        assert end is not None
+        start = datetime.fromtimestamp(end.timestamp() - duration_s, tz=UTC)
+    if end is None:
+        end = datetime.fromtimestamp(start.timestamp() + duration_s, tz=UTC)
+    if end <= start:
+        raise ConfigError(f"--end ({end.isoformat()}) must be after the start ({start.isoformat()})")
+    return start, end
+
+
+def _notes(opts: SimulationOptions) -> list[str]:
+    notes = []
+    if opts.output in ("mqtt", "file") and opts.format not in TIME_FAITHFUL and opts.speed != 1:
+        notes.append(
+            f"{opts.format} payloads carry no time: a subscriber stores them at receive time, "
+            "not at the simulated time (use a format with timestamps for backfill or --speed other than 1)"
+        )
+    return notes
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -121,6 +158,8 @@ def _paced(
             if wait > MIN_SLEEP_S:
                 sleep(wait)
         yield msg
+    if progress is not None and state["steps"] < sim.n_steps:
+        progress(sim.n_steps, sim.n_steps)  # the last steps were silent
 
 
 def run_simulation(
@@ -139,18 +178,7 @@ def run_simulation(
     started = clock()
     city = CityConfig(name=opts.city, lat=opts.lat, lon=opts.lon, tz=opts.tz)
     fleet = build_fleet(opts.seed, opts.counts(), city)
-    step_s = opts.step.total_seconds()
-    if opts.start is not None:
-        start = opts.start
-    else:
-        start = datetime.fromtimestamp((started // step_s) * step_s, tz=UTC)
-    if opts.end is not None:
-        end = opts.end
-    else:
-        duration_s = opts.duration.total_seconds() if opts.duration is not None else DEFAULT_DURATION_S
-        end = datetime.fromtimestamp(start.timestamp() + duration_s, tz=UTC)
-    if end <= start:
-        raise ConfigError(f"--end ({end.isoformat()}) must be after the start ({start.isoformat()})")
+    start, end = _period(opts, started)
     sim = Simulation(fleet, opts.rates(), start, end, opts.step)
     state = {"steps": 0, "until_ms": sim.start_ms, "messages": 0, "sent": 0, "rows": 0, "registered": 0}
     completed = False
@@ -182,7 +210,12 @@ def run_simulation(
                     )
                 elif opts.output == "file":
                     assert opts.out_file is not None
-                    sink = _FileSink(opts.out_file)
+                    try:
+                        sink = _FileSink(opts.out_file)
+                    except OSError as exc:
+                        raise SimulatorError(
+                            f"could not write {opts.out_file}: {exc.strerror or exc}"
+                        ) from exc
                     stack.callback(sink.close)
                 for msg in _paced(sim.messages(), sim, opts.speed, progress, clock, sleep, state):
                     state["messages"] += 1
@@ -196,7 +229,14 @@ def run_simulation(
     finally:
         truth = sim.ground_truth() if completed else sim.ground_truth(until_ms=state["until_ms"])
         truth.summary["options"] = opts.summary()
-        path = truth.write(opts.ground_truth) if opts.ground_truth is not None else None
+        path = None
+        if opts.ground_truth is not None:
+            try:
+                path = truth.write(opts.ground_truth)
+            except OSError as exc:
+                raise SimulatorError(
+                    f"could not write the ground truth to {opts.ground_truth}: {exc.strerror or exc}"
+                ) from exc
     return RunReport(
         steps=state["steps"] if not completed else sim.n_steps,
         total_steps=sim.n_steps,
@@ -208,4 +248,5 @@ def run_simulation(
         elapsed_s=clock() - started,
         ground_truth=path,
         completed=completed,
+        notes=_notes(opts),
     )

@@ -50,6 +50,8 @@ __all__ = ["Simulation"]
 #: Noise streams of the transport layer (distinct from every kind model's).
 _TRANSPORT_STREAM = {"malformed": 9001, "duplicate": 9002, "out_of_order": 9003}
 _RSSI_STREAM = 9100
+#: What the ground truth's summary counts: reports taken, and those hit by each message fault.
+_COUNTS = ("reports", "duplicate", "malformed", "out_of_order", "clock_skew")
 
 
 def _row_dicts(metrics: tuple[str, ...], values: np.ndarray) -> Iterator[dict[str, float]]:
@@ -236,7 +238,7 @@ class Simulation:
         }
         n = len(fleet)
         affected: dict[int, list[tuple[int, int]]] = {}  # episode → (fleet row, step)
-        counts = {"messages": 0, "duplicate": 0, "malformed": 0, "out_of_order": 0, "clock_skew": 0}
+        counts = dict.fromkeys(_COUNTS, 0)
         tally = {fault: np.zeros(len(track), dtype=np.int64) for fault, track in self.plan.transport.items()}
         # Kept so a run stopped half-way can still write what happened so far.
         self._live = (models, affected, counts)
@@ -278,11 +280,10 @@ class Simulation:
                 counts[fault] += int(hit.sum())
                 for e, g in zip(track.episode[idx][hit].tolist(), rows[hit].tolist(), strict=True):
                     affected.setdefault(e, []).append((g, k))
-            counts["messages"] += int(present.sum())
-            link = noise.normal(fleet.keys, clock.counter, _RSSI_STREAM)
+            counts["reports"] += int(present.sum())
+            link, snr_noise = noise.normals(fleet.keys, clock.counter, (_RSSI_STREAM, _RSSI_STREAM + 2))
             rssi = np.round(fleet.rssi_mean + 3.0 * link)
             # SNR falls with signal strength and saturates near 10 dB on strong links.
-            snr_noise = noise.normal(fleet.keys, clock.counter, _RSSI_STREAM + 2)
             snr = np.round(np.clip(0.35 * (rssi + 120.0) - 10.0 + snr_noise, -20.0, 13.5), 1)
             yield StepBatch(
                 k=k,
@@ -360,8 +361,10 @@ class Simulation:
         only the episodes that began before ``until_ms``, their ends cut there, and the summary
         marked ``"completed": false``.
         """
-        if until_ms is not None and self._live is not None:
-            return self._finish(*self._live, until_ms=until_ms)
+        if until_ms is not None:
+            # Stopped before the first step: nothing was sent, nothing happened.
+            live = self._live or ({}, {}, dict.fromkeys(_COUNTS, 0))
+            return self._finish(*live, until_ms=until_ms)
         if self._truth is None:
             for _ in self.batches():
                 pass

@@ -42,6 +42,8 @@ tickets_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click errors: one "Error: …" line a script can read, not a box.
+    rich_markup_mode=None,
 )
 
 ConfigOption = Annotated[
@@ -66,8 +68,7 @@ def _one_line_errors(func: F) -> F:
 
 def _settings(config: Path | None) -> tuple[Settings, TicketingSettings]:
     settings = load_settings(config)
-    ticketing = getattr(settings, "ticketing", None)
-    return settings, ticketing if isinstance(ticketing, TicketingSettings) else TicketingSettings()
+    return settings, TicketingSettings.from_settings(settings)
 
 
 @contextmanager

@@ -6,9 +6,10 @@ side; the city closing the ticket closes it. At most one incident per (problem, 
 the partial unique index ``incidents_open_key`` enforces it whoever races, and the upsert below
 turns the race into an update.
 
-Ticket decisions for one problem (group with a nearby open ticket, reopen a recently closed one,
-or open a new ticket and its outbox row) run under a per-problem transaction lock, so two
-evaluators filing incidents of one dark street at once still produce one ticket.
+Ticket decisions for one problem (join a nearby open ticket — merging the unsent tickets an
+incident turns out to bridge —, reopen a recently closed one, or open a new ticket and its outbox
+row) run under a per-problem transaction lock, so two evaluators filing incidents of one dark
+street at once, in any order, still produce one ticket.
 
 Every function takes ``now`` (UTC, the wall clock of the caller) and leaves event times to the
 detections. Connections must be in autocommit mode: each call is its own transaction (or a
@@ -29,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 from sense311.errors import ConfigError
 from sense311.types import Detection
-from ticketing.grouping import Candidate, choose_ticket
+from ticketing.grouping import Candidate, tickets_in_reach
 from ticketing.settings import TicketingSettings
 
 __all__ = [
@@ -113,25 +114,25 @@ def apply_detection(
 
 _UPSERT = """
 INSERT INTO incidents (problem, sensor_id, rule_id, rule_version, severity, onset, first_seen, last_seen,
-                       value, evidence, lat, lon, last_detection_id, created_at, updated_at)
+                       value, evidence, lat, lon, firing_rules, last_detection_id, created_at, updated_at)
 SELECT %(problem)s, %(sensor_id)s, %(rule_id)s, %(rule_version)s, %(severity)s, %(onset)s, %(at)s, %(at)s,
-       %(value)s, %(evidence)s, s.lat, s.lon, %(detection_id)s, %(now)s, %(now)s
+       %(value)s, %(evidence)s, s.lat, s.lon, ARRAY[%(rule_id)s], %(detection_id)s, %(now)s, %(now)s
 FROM (SELECT 1) AS one LEFT JOIN sensors s ON s.id = %(sensor_id)s
 ON CONFLICT (problem, sensor_id) WHERE status = 'open' DO UPDATE SET
     detections = incidents.detections + 1,
     first_seen = least(incidents.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(incidents.last_seen, EXCLUDED.last_seen),
     -- A detection older than the latest one (replayed, or from a slower evaluator) keeps the
-    -- newer evidence, and one older than the resolution does not undo it.
+    -- newer evidence.
     evidence = CASE WHEN EXCLUDED.last_seen >= incidents.last_seen THEN EXCLUDED.evidence
                     ELSE incidents.evidence END,
     value = CASE WHEN EXCLUDED.last_seen >= incidents.last_seen THEN EXCLUDED.value ELSE incidents.value END,
     severity = CASE WHEN EXCLUDED.last_seen >= incidents.last_seen THEN EXCLUDED.severity
                     ELSE incidents.severity END,
-    sensor_state = CASE WHEN incidents.resolved_at IS NULL OR EXCLUDED.last_seen > incidents.resolved_at
-                        THEN 'firing' ELSE incidents.sensor_state END,
-    resolved_at = CASE WHEN incidents.resolved_at IS NULL OR EXCLUDED.last_seen > incidents.resolved_at
-                       THEN NULL ELSE incidents.resolved_at END,
+    firing_rules = CASE WHEN %(rule_id)s = ANY(incidents.firing_rules) THEN incidents.firing_rules
+                        ELSE incidents.firing_rules || EXCLUDED.firing_rules END,
+    sensor_state = 'firing',
+    resolved_at = NULL,
     last_detection_id = coalesce(EXCLUDED.last_detection_id, incidents.last_detection_id),
     updated_at = EXCLUDED.updated_at
 RETURNING id, (xmax = 0) AS inserted, lat, lon
@@ -170,8 +171,9 @@ def _detect(
     if previous is not None:
         conn.execute("UPDATE incidents SET reopens_id = %s WHERE id = %s", (previous[0], incident_id))
 
-    ticket_id = _group_ticket(conn, d, lat, lon, settings)
-    if ticket_id is not None:
+    in_reach = _tickets_in_reach(conn, d, lat, lon, settings)
+    if in_reach:
+        ticket_id = _merge(conn, in_reach, now)
         _add_member(conn, ticket_id, incident_id, now)
         return Change(detection_id, incident_id, "opened", ticket_id, "joined")
 
@@ -187,15 +189,15 @@ def _detect(
     return Change(detection_id, incident_id, "opened", ticket_id, action)
 
 
-def _group_ticket(
+def _tickets_in_reach(
     conn: psycopg.Connection[Any],
     d: Detection,
     lat: float | None,
     lon: float | None,
     settings: TicketingSettings,
-) -> int | None:
+) -> list[int]:
     if lat is None or lon is None:
-        return None
+        return []
     window = settings.group_window
     rows = conn.execute(
         """SELECT t.id, t.opened_at, i.lat, i.lon
@@ -206,7 +208,56 @@ def _group_ticket(
         (d.problem, list(GROUPABLE), d.fired_at - window, d.fired_at + window),
     ).fetchall()
     candidates = [Candidate(r[0], r[1], r[2], r[3]) for r in rows]
-    return choose_ticket(candidates, lat, lon, d.fired_at, distance=settings.group_distance_m, window=window)
+    return tickets_in_reach(
+        candidates, lat, lon, d.fired_at, distance=settings.group_distance_m, window=window
+    )
+
+
+def _merge(conn: psycopg.Connection[Any], ticket_ids: list[int], now: datetime) -> int:
+    """The ticket an incident reaching all of ``ticket_ids`` joins, after merging what can be merged.
+
+    A ticket the city may already know (sent, or its outbox row in flight or in doubt) is never
+    merged away: it absorbs the others instead, and two such tickets stay apart.
+    """
+    if len(ticket_ids) == 1:
+        return ticket_ids[0]
+    # Outbox rows before tickets: the order the outbox worker locks them in, so neither waits in a cycle.
+    conn.execute("SELECT id FROM outbox WHERE ticket_id = ANY(%s) ORDER BY id FOR UPDATE", (ticket_ids,))
+    rows = conn.execute(
+        """SELECT t.id, t.opened_at,
+                  t.status = 'pending' AND o.state IN ('pending', 'failed') AND NOT o.in_doubt AS movable
+           FROM tickets t JOIN outbox o ON o.ticket_id = t.id AND o.action = 'create'
+           WHERE t.id = ANY(%s)
+           ORDER BY t.opened_at, t.id
+           FOR UPDATE OF t""",
+        (ticket_ids,),
+    ).fetchall()
+    fixed = [r for r in rows if not r[2]]
+    target = (fixed or rows)[0][0]
+    for ticket_id, _, movable in rows:
+        if ticket_id == target or not movable:
+            continue
+        conn.execute("UPDATE ticket_members SET ticket_id = %s WHERE ticket_id = %s", (target, ticket_id))
+        conn.execute(
+            """UPDATE outbox SET state = 'cancelled', last_error = %s, updated_at = %s
+               WHERE ticket_id = %s AND action = 'create'""",
+            (f"merged into ticket {target}: one fault", now, ticket_id),
+        )
+        conn.execute(
+            "UPDATE tickets SET status = 'merged', merged_into_id = %s, updated_at = %s WHERE id = %s",
+            (target, now, ticket_id),
+        )
+        conn.execute(
+            "UPDATE tickets SET opened_at = least(opened_at, (SELECT opened_at FROM tickets WHERE id = %s)) "
+            "WHERE id = %s",
+            (ticket_id, target),
+        )
+        conn.execute(
+            """INSERT INTO ticket_status_history (ticket_id, observed_at, status, status_notes, source)
+               VALUES (%s, %s, 'merged', %s, 'outbox')""",
+            (ticket_id, now, f"merged into ticket {target}"),
+        )
+    return target
 
 
 def _recent_closure(
@@ -280,30 +331,62 @@ def _add_member(conn: psycopg.Connection[Any], ticket_id: int, incident_id: int,
 
 
 def _resolve(conn: psycopg.Connection[Any], d: Detection, now: datetime, detection_id: int | None) -> Change:
+    # Several rules may report one problem (a lamp dark by its own reading and by its neighbours'):
+    # the sensor side resolves when the last of them does.
     row = conn.execute(
-        """UPDATE incidents SET sensor_state = 'resolved', resolved_at = %(at)s, updated_at = %(now)s,
+        """UPDATE incidents SET firing_rules = array_remove(firing_rules, %(rule_id)s),
+                                sensor_state = CASE WHEN firing_rules = ARRAY[%(rule_id)s]::text[]
+                                                    THEN 'resolved' ELSE sensor_state END,
+                                resolved_at = CASE WHEN firing_rules = ARRAY[%(rule_id)s]::text[]
+                                                   THEN %(at)s ELSE resolved_at END,
+                                updated_at = %(now)s,
                                 last_detection_id = coalesce(%(detection_id)s, last_detection_id)
            WHERE problem = %(problem)s AND sensor_id = %(sensor_id)s AND status = 'open'
-             AND last_seen <= %(at)s
-           RETURNING id, (SELECT ticket_id FROM ticket_members m WHERE m.incident_id = incidents.id)""",
+             AND %(rule_id)s = ANY(firing_rules)
+           RETURNING id, sensor_state,
+                     (SELECT ticket_id FROM ticket_members m WHERE m.incident_id = incidents.id)""",
         {
             "at": d.fired_at,
             "now": now,
             "problem": d.problem,
             "sensor_id": d.sensor_id,
+            "rule_id": d.rule_id,
             "detection_id": detection_id,
         },
     ).fetchone()
     if row is None:
         return Change(detection_id, None, "ignored")
-    incident_id, ticket_id = row
-    if ticket_id is None:
-        # Recorded without a ticket (reopen policy 'ignore'): nothing at the city keeps it open.
+    incident_id, sensor_state, ticket_id = row
+    if sensor_state != "resolved":
+        return Change(detection_id, incident_id, "updated", ticket_id)
+    ticket_status = None
+    if ticket_id is not None:
+        found = conn.execute("SELECT status FROM tickets WHERE id = %s", (ticket_id,)).fetchone()
+        ticket_status = found[0] if found else None
+    # Nothing at the other end will ever close it: recorded without a ticket (reopen policy
+    # 'ignore'), or delivered to a sink that reports no status ('sent': webhook, dry run). The
+    # rules' resolution is then the end of the incident.
+    if ticket_id is None or ticket_status == "sent":
         conn.execute(
             """UPDATE incidents SET status = 'closed', outcome = 'resolved', closed_at = %s, updated_at = %s
                WHERE id = %s""",
             (d.fired_at, now, incident_id),
         )
+    if ticket_status == "sent":
+        closed = conn.execute(
+            """UPDATE tickets SET status = 'closed', outcome = 'resolved', closed_at = %(at)s,
+                                  updated_at = %(now)s
+               WHERE id = %(id)s AND NOT EXISTS (
+                   SELECT 1 FROM ticket_members m JOIN incidents i ON i.id = m.incident_id
+                   WHERE m.ticket_id = %(id)s AND i.status = 'open')""",
+            {"at": d.fired_at, "now": now, "id": ticket_id},
+        )
+        if closed.rowcount:
+            conn.execute(
+                """INSERT INTO ticket_status_history (ticket_id, observed_at, status, status_notes, source)
+                   VALUES (%s, %s, 'closed', 'every incident resolved by the rules', 'outbox')""",
+                (ticket_id, now),
+            )
     return Change(detection_id, incident_id, "resolved", ticket_id)
 
 

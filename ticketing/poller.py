@@ -38,11 +38,13 @@ class PollResult:
     errors: int = 0
 
 
-def _exchange_tokens(conn: psycopg.Connection[Any], sink: Sink, now: datetime, result: PollResult) -> None:
+def _exchange_tokens(
+    conn: psycopg.Connection[Any], sink: Sink, now: datetime, due_before: datetime, result: PollResult
+) -> None:
     rows = conn.execute(
         "SELECT id, token FROM tickets WHERE sink = %s AND status = 'submitted' AND token IS NOT NULL "
-        "AND service_request_id IS NULL ORDER BY id",
-        (sink.name,),
+        "AND service_request_id IS NULL AND (polled_at IS NULL OR polled_at <= %s) ORDER BY id",
+        (sink.name, due_before),
     ).fetchall()
     for ticket_id, token in rows:
         try:
@@ -51,6 +53,7 @@ def _exchange_tokens(conn: psycopg.Connection[Any], sink: Sink, now: datetime, r
             log.info("token %s of ticket %d not exchanged yet: %s", token, ticket_id, exc)
             result.errors += 1
             continue
+        conn.execute("UPDATE tickets SET polled_at = %s WHERE id = %s", (now, ticket_id))
         if remote_id is None:
             continue
         with conn.transaction():
@@ -136,8 +139,8 @@ def poll_tickets(
     result = PollResult()
     if not sink.tracks_status:
         return result
-    _exchange_tokens(conn, sink, now, result)
     due_before = now if force else now - settings.poll_interval
+    _exchange_tokens(conn, sink, now, due_before, result)
     with conn.cursor(row_factory=dict_row) as cur:
         tickets = cur.execute(
             """SELECT id, service_request_id, remote_status, status_notes, polled_at, sent_at FROM tickets

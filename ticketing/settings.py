@@ -31,9 +31,19 @@ import difflib
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sense311.durations import Duration
+from sense311.errors import ConfigError
 
 __all__ = [
     "API_KEY_ENV",
@@ -74,9 +84,9 @@ def _suggest(value: str, choices: list[str] | tuple[str, ...]) -> str:
     return f"{hint}choices: {', '.join(sorted(choices))}"
 
 
-def _env_secret(name: str) -> SecretStr | None:
-    value = os.environ.get(name)
-    return SecretStr(value) if value else None
+def _env_secret(name: str) -> str | None:
+    # A plain string: the field validates it into a SecretStr, in Python and JSON mode alike.
+    return os.environ.get(name) or None
 
 
 class _Section(BaseModel):
@@ -175,12 +185,15 @@ class Open311Settings(_Section):
 
     @field_validator("url", "discovery_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value if value.endswith("/") or value.endswith((".json", ".xml")) else value + "/"
+        # The endpoint is a directory that requests.json etc. resolve against; discovery may name a file.
+        if info.field_name == "url" and not value.endswith("/"):
+            return value + "/"
+        return value
 
     @field_validator("rate_limits")
     @classmethod
@@ -229,6 +242,16 @@ class Open311ServerSettings(_Section):
 class TicketingSettings(_Section):
     """Incidents, grouping, reopen policy, the outbox and the sink that files tickets."""
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> TicketingSettings:
+        """The ``ticketing:`` section of the sense311 settings, validated; ``ConfigError`` names the field."""
+        try:
+            return cls.model_validate(settings.ticketing or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"invalid setting ticketing.{where}: {first['msg']}") from None
+
     #: The sink tickets go to, by registered name: open311, webhook, dry_run.
     sink: str = "open311"
     #: problem → Open311 service and attribute mapping.
@@ -244,7 +267,7 @@ class TicketingSettings(_Section):
     #: A problem that returns within this after the city closed its ticket is a reopen.
     cooldown: Duration = Field(default="7d")
     #: What a reopen does: file a follow-up that references the closed request, file an unrelated
-    #: new ticket, or record the incident and file nothing until the cooldown has passed.
+    #: new ticket, or record the incident without filing (it closes when the rules resolve it).
     reopen: Literal["follow_up", "new", "ignore"] = "follow_up"
     #: Outbox retries: exponential backoff with jitter from retry_base up to retry_cap…
     retry_base: Duration = Field(default="5s")

@@ -20,6 +20,7 @@ from simulators.ids import digest
 from simulators.messages import SimMessage
 
 __all__ = [
+    "APPLICATION_NAMES",
     "Encoder",
     "b64",
     "break_payload",

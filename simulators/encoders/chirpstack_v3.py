@@ -22,7 +22,7 @@ from simulators.encoders.devices import F_PORT
 from simulators.encoders.lorawan import Uplink
 from simulators.messages import SimMessage
 
-__all__ = ["APPLICATION_IDS", "GATEWAY_ALTITUDE_M", "NAME", "TOPIC_FILTER", "ChirpstackV3Encoder"]
+__all__ = ["APPLICATION_IDS", "GATEWAY_ALTITUDE_M", "NAME", "TOPIC_FILTER", "ChirpstackV3Encoder", "common"]
 
 NAME = "chirpstack_v3"
 TOPIC_FILTER = "application/+/device/+/event/up"

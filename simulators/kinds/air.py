@@ -50,6 +50,8 @@ class AirModel(KindModel):
         "noise_db": (0.2, 0.8),
     }
     stream_base: ClassVar[int] = 4000
+    uniform_streams: ClassVar[tuple[int, ...]] = ()
+    normal_streams: ClassVar[tuple[int, ...]] = (1, 2, 3)
 
     def __init__(self, group: KindGroup, ctx: SimContext, plan: FaultPlan) -> None:
         super().__init__(group, ctx, plan)

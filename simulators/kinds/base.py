@@ -94,6 +94,9 @@ class KindModel(ABC):
     drift_rates: ClassVar[dict[str, tuple[float, float]]] = {}
     #: The stream ids this model draws noise from start here (distinct per model).
     stream_base: ClassVar[int] = 0
+    #: Streams (relative to ``stream_base``) of the uniforms and normals ``step`` uses.
+    uniform_streams: ClassVar[tuple[int, ...]] = ()
+    normal_streams: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, group: KindGroup, ctx: SimContext, plan: FaultPlan) -> None:
         self.group = group
@@ -102,17 +105,36 @@ class KindModel(ABC):
         self.n = group.n
         self.keys = group.keys
         self.faults = MeasurementFaults(self, plan)
+        self._tracks: dict[str, FaultTrack] = {}
+        self._drawn_at: int | None = None
+        self._drawn: tuple[dict[int, np.ndarray], dict[int, np.ndarray]] = ({}, {})
 
     def track(self, fault: str) -> FaultTrack:
-        return self.plan.track(fault, self.kind)
+        found = self._tracks.get(fault)
+        if found is None:
+            found = self._tracks[fault] = self.plan.track(fault, self.kind)
+        return found
 
     def u(self, clock: StepClock, stream: int) -> np.ndarray:
-        """Per-sensor uniforms for this step and stream."""
-        return noise.uniform(self.keys, clock.counter, self.stream_base + stream)
+        """Per-sensor uniforms for this step and stream (one of ``uniform_streams``)."""
+        return self._draws(clock)[0][stream]
 
     def z(self, clock: StepClock, stream: int) -> np.ndarray:
-        """Per-sensor standard normals for this step and stream."""
-        return noise.normal(self.keys, clock.counter, self.stream_base + stream)
+        """Per-sensor standard normals for this step and stream (one of ``normal_streams``)."""
+        return self._draws(clock)[1][stream]
+
+    def _draws(self, clock: StepClock) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        # Every stream of the step in two vectorised calls, drawn on the step's first request.
+        if self._drawn_at != clock.counter:
+            base = self.stream_base
+            us = noise.uniforms(self.keys, clock.counter, [base + s for s in self.uniform_streams])
+            zs = noise.normals(self.keys, clock.counter, [base + s for s in self.normal_streams])
+            self._drawn = (
+                dict(zip(self.uniform_streams, us, strict=True)),
+                dict(zip(self.normal_streams, zs, strict=True)),
+            )
+            self._drawn_at = clock.counter
+        return self._drawn
 
     def silent(self, times: np.ndarray) -> np.ndarray:
         """Sensors in a dropout episode."""
@@ -148,17 +170,17 @@ class MeasurementFaults:
     def apply(self, clock: StepClock, times: np.ndarray, values: np.ndarray, present: np.ndarray) -> None:
         model = self.model
         stuck = model.track("stuck")
-        live = np.zeros_like(self.frozen, dtype=bool)
         if len(stuck):
             idx = stuck.active(times)
             rows, cols = stuck.row[idx], stuck.params["metric"][idx]
+            live = np.zeros_like(self.frozen, dtype=bool)
             live[rows, cols] = True
+            self.frozen[~live] = np.nan  # an episode that ended lets go of its value
             fresh = np.isnan(self.frozen[rows, cols])
             self.frozen[rows[fresh], cols[fresh]] = values[rows[fresh], cols[fresh]]
             for e, r, c in zip(stuck.episode[idx][fresh], rows[fresh], cols[fresh], strict=True):
                 self.recorded.setdefault(f"{int(e)}:value", float(values[r, c]))
             values[rows, cols] = self.frozen[rows, cols]
-        self.frozen[~live] = np.nan
         drift = model.track("drift")
         if len(drift):
             idx = drift.active(times)
@@ -169,10 +191,13 @@ class MeasurementFaults:
         if len(spikes):
             idx = spikes.active(times)
             if len(idx):
+                # A report past the end of the period is never emitted: it cannot be a labelled spike.
+                present = present & (times < model.ctx.end_ms)
                 rows, cols = spikes.row[idx], spikes.params["metric"][idx]
-                u = noise.uniform(model.keys[rows], clock.counter, model.stream_base + 900)
+                u, u2 = noise.uniforms(
+                    model.keys[rows], clock.counter, (model.stream_base + 900, model.stream_base + 901)
+                )
                 hit = (u < spikes.params["probability"][idx]) & present[rows]
-                u2 = noise.uniform(model.keys[rows], clock.counter, model.stream_base + 901)
                 for col in np.unique(cols[hit]):
                     sel = hit & (cols == col)
                     values[rows[sel], col] = model.spike_values(int(col), rows[sel], values, u2[sel])

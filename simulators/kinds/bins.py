@@ -22,7 +22,7 @@ from simulators.city import StreetGrid, slugify
 from simulators.faults import FaultPlan
 from simulators.kinds.base import AR1, BatteryModel, KindGroup, KindModel, SimContext, StepClock
 
-__all__ = ["BinModel", "describe"]
+__all__ = ["CLEAN_FILL_CAP", "BinModel", "collection_times", "describe"]
 
 CLEAN_FILL_CAP = 0.92
 #: Ultrasonic sensors cannot see closer than this (mm): a brim-full bin reads this distance.
@@ -159,6 +159,8 @@ class BinModel(KindModel):
     measured: ClassVar[tuple[str, ...]] = ("distance_mm",)
     drift_rates: ClassVar[dict[str, tuple[float, float]]] = {"distance_mm": (15.0, 40.0)}
     stream_base: ClassVar[int] = 1000
+    uniform_streams: ClassVar[tuple[int, ...]] = (1, 2, 3, 4)
+    normal_streams: ClassVar[tuple[int, ...]] = (5,)
 
     def __init__(self, group: KindGroup, ctx: SimContext, plan: FaultPlan) -> None:
         super().__init__(group, ctx, plan)
@@ -180,8 +182,12 @@ class BinModel(KindModel):
         self.ptr = np.where(after.any(axis=1), after.argmax(axis=1), self.collections.shape[1])
         prev = self.collections[self.rows, np.maximum(self.ptr - 1, 0)]
         hours = np.where(self.ptr > 0, (ctx.start_ms - prev) / 3_600_000, 24.0)
-        jitter = 0.8 + 0.4 * noise.uniform(self.keys, counter0, self.stream_base + 1)
-        residual = 0.04 * noise.uniform(self.keys, counter0, self.stream_base + 2)
+        # Streams of their own: the first step's draws must not repeat the start's.
+        jitter_u, residual_u = noise.uniforms(
+            self.keys, counter0, (self.stream_base + 11, self.stream_base + 12)
+        )
+        jitter = 0.8 + 0.4 * jitter_u
+        residual = 0.04 * residual_u
         self.fill = np.minimum(self.rate * hours * jitter + residual, CLEAN_FILL_CAP)
         self.was_overflowing = np.zeros(self.n, dtype=bool)
 

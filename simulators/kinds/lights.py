@@ -20,7 +20,15 @@ from simulators.city import StreetGrid
 from simulators.faults import FaultPlan
 from simulators.kinds.base import KindGroup, KindModel, SimContext, StepClock
 
-__all__ = ["DIM_FROM_H", "DIM_LEVEL", "DIM_TO_H", "LAMPS_PER_CIRCUIT", "LightModel", "describe"]
+__all__ = [
+    "DIM_FROM_H",
+    "DIM_LEVEL",
+    "DIM_TO_H",
+    "DRIVER_FLOOR",
+    "LAMPS_PER_CIRCUIT",
+    "LightModel",
+    "describe",
+]
 
 DIM_LEVEL = 0.5
 DIM_FROM_H = 0
@@ -76,6 +84,8 @@ class LightModel(KindModel):
     kind: ClassVar[str] = "light"
     metrics: ClassVar[tuple[str, ...]] = ("lamp_on", "power_w", "energy_wh", "dim_level", "voltage")
     stream_base: ClassVar[int] = 2000
+    uniform_streams: ClassVar[tuple[int, ...]] = (1,)
+    normal_streams: ClassVar[tuple[int, ...]] = (2, 3)
 
     def __init__(self, group: KindGroup, ctx: SimContext, plan: FaultPlan) -> None:
         super().__init__(group, ctx, plan)

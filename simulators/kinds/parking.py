@@ -55,6 +55,8 @@ class ParkingModel(KindModel):
     metrics: ClassVar[tuple[str, ...]] = ("occupied", "battery")
     measured: ClassVar[tuple[str, ...]] = ("occupied",)
     stream_base: ClassVar[int] = 3000
+    uniform_streams: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    normal_streams: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, group: KindGroup, ctx: SimContext, plan: FaultPlan) -> None:
         super().__init__(group, ctx, plan)

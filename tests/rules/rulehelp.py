@@ -45,7 +45,8 @@ def add_sensors(
 ) -> None:
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO sensors (id, kind, district, tags, lat, lon, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO sensors (id, kind, district, tags, lat, lon, metadata) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [
                 (sid, kind, district, tags or [], 52.37 + i * 1e-4, 4.89, json.dumps(metadata or {}))
                 for i, sid in enumerate(ids)
@@ -61,10 +62,9 @@ def add_readings(conn: psycopg.Connection, rows: Iterable[tuple[datetime, str, s
     lo = min(r[0] for r in rows)
     hi = max(r[0] for r in rows)
     ensure_partitions(conn, lo, hi, PARTITION_WIDTH)
-    with conn.cursor() as cur:
-        with cur.copy("COPY readings (time, sensor_id, metric, value) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    with conn.cursor() as cur, cur.copy("COPY readings (time, sensor_id, metric, value) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
     return len(rows)
 
 
@@ -84,62 +84,16 @@ def state_rows(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[str, dat
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
-#: Ingest refuses event times further ahead than this (its ``max_future`` default): a backfill
-#: that mirrors ingest drops them too.
-MAX_FUTURE_MS = 5 * 60 * 1000
-
-
 def backfill(conn: psycopg.Connection, simulation: object) -> int:
-    """Store a simulation's registry and readings as ingest would: malformed messages and event
-    times more than 5 minutes ahead are dead-lettered, duplicates are ignored."""
-    import numpy as np
+    """Store a simulation's registry and readings with the simulator's own backfill."""
+    from simulators.backfill import backfill as simulator_backfill
+    from simulators.registry import register_fleet
 
-    from simulators.kinds import METRICS
-
-    fleet = simulation.fleet  # type: ignore[attr-defined]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO sensors (id, kind, lat, lon, address, district, tags, gateway, metadata) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            [
-                (s.id, s.kind, s.lat, s.lon, s.address, s.district, s.tags, s.gateway, json.dumps(s.metadata))
-                for s in fleet.sensors()
-            ],
-        )
+    register_fleet(conn, simulation.fleet)  # type: ignore[attr-defined]
     start = datetime.fromtimestamp(simulation.start_ms / 1000, UTC)  # type: ignore[attr-defined]
     end = datetime.fromtimestamp(simulation.end_ms / 1000, UTC)  # type: ignore[attr-defined]
     ensure_partitions(conn, start - timedelta(days=1), end + timedelta(days=1), PARTITION_WIDTH)
-    ids = np.array(fleet.ids, dtype=object)
-    count = 0
-    with conn.transaction():
-        conn.execute("CREATE TEMP TABLE staged (t bigint, sensor_id text, metric text, value float8) ON COMMIT DROP")
-        with conn.cursor().copy("COPY staged FROM STDIN") as copy:
-            for batch in simulation.batches():  # type: ignore[attr-defined]
-                for kind, group in fleet.groups.items():
-                    if not group.n:
-                        continue
-                    rows = np.arange(group.start, group.stop)
-                    ok = batch.present[rows] & ~batch.malformed[rows]
-                    ok &= batch.time_ms[rows] - batch.true_time_ms[rows] <= MAX_FUTURE_MS
-                    sel = np.flatnonzero(ok)
-                    if not len(sel):
-                        continue
-                    times = batch.time_ms[rows[sel]].tolist()
-                    sensors = ids[rows[sel]].tolist()
-                    for j, metric in enumerate(METRICS[kind]):
-                        column = batch.values[kind][sel, j].tolist()
-                        lines = [
-                            f"{t}\t{s}\t{metric}\t{v!r}\n"
-                            for t, s, v in zip(times, sensors, column, strict=True)
-                            if v == v  # NaN: not measured
-                        ]
-                        copy.write("".join(lines))
-                        count += len(lines)
-        conn.execute(
-            "INSERT INTO readings (time, sensor_id, metric, value) "
-            "SELECT to_timestamp(t / 1000.0), sensor_id, metric, value FROM staged ON CONFLICT DO NOTHING"
-        )
-    return count
+    return simulator_backfill(conn, simulation).inserted  # type: ignore[arg-type]
 
 
 def seed_watermarks(conn: psycopg.Connection, ruleset: RuleSet, start: datetime) -> None:
@@ -147,9 +101,7 @@ def seed_watermarks(conn: psycopg.Connection, ruleset: RuleSet, start: datetime)
     otherwise begins at the latest due instant, which depends on its lateness)."""
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO rule_watermarks (rule_id, watermark, rule_version, interval_s) VALUES (%s, %s, %s, %s)",
-            [
-                (r.id, start - r.interval, r.version, r.interval.total_seconds())
-                for r in ruleset
-            ],
+            "INSERT INTO rule_watermarks (rule_id, watermark, rule_version, interval_s) "
+            "VALUES (%s, %s, %s, %s)",
+            [(r.id, start - r.interval, r.version, r.interval.total_seconds()) for r in ruleset],
         )

@@ -12,7 +12,15 @@ from rules import backtest, evaluate_due
 from rules.evaluator import evaluate_rule
 from sense311.db import connect
 from sense311.settings import Settings
-from tests.rules.rulehelp import T0, add_readings, add_sensors, detections_in_db, minutes, rules_from, state_rows
+from tests.rules.rulehelp import (
+    T0,
+    add_readings,
+    add_sensors,
+    detections_in_db,
+    minutes,
+    rules_from,
+    state_rows,
+)
 
 FULL = """
 rules:
@@ -32,7 +40,10 @@ rules:
 
 def fill(conn: psycopg.Connection, sensor: str, start: int, end: int, value: float) -> None:
     """One reading a minute (at :30 s) from minute ``start`` to ``end`` (exclusive) after T0."""
-    add_readings(conn, [(T0 + minutes(m) + timedelta(seconds=30), sensor, "fill_level", value) for m in range(start, end)])
+    add_readings(
+        conn,
+        [(T0 + minutes(m) + timedelta(seconds=30), sensor, "fill_level", value) for m in range(start, end)],
+    )
 
 
 def evaluate(conn: psycopg.Connection, ruleset, minute: float):
@@ -108,7 +119,9 @@ def test_an_instant_is_not_evaluated_before_t_plus_lateness(conn: psycopg.Connec
     assert report.runs[0].instants == [T0 + minutes(10)]
 
 
-def test_data_later_than_lateness_is_not_applied_retroactively(conn: psycopg.Connection, tmp_path: Path) -> None:
+def test_data_later_than_lateness_is_not_applied_retroactively(
+    conn: psycopg.Connection, tmp_path: Path
+) -> None:
     ruleset = rules_from(tmp_path, FULL.replace("for: 30m", "for: 0").replace("window: 5m", "window: 1m"))
     add_sensors(conn, ["bin-1"])
     fill(conn, "bin-1", 0, 10, 0.2)
@@ -152,7 +165,11 @@ def test_a_failing_rule_does_not_stop_the_others(conn: psycopg.Connection, tmp_p
     evaluate(conn, ruleset, 2)
     report = evaluate_due(conn, ruleset, T0 + minutes(40))
     failed = {r.rule_id: r.error for r in report.runs}
-    assert failed["full"] is not None and "rule full" in failed["full"] and "at 2026-06-01T12:01" in failed["full"]
+    assert (
+        failed["full"] is not None
+        and "rule full" in failed["full"]
+        and "at 2026-06-01T12:01" in failed["full"]
+    )
     assert failed["also"] is None
     assert {d[0] for d in detections_in_db(conn)} == {"also"}
 
@@ -182,9 +199,12 @@ def test_detector_scores_are_read_when_the_table_exists(conn: psycopg.Connection
     text = FULL.replace("metric: fill_level", "metric: detector.iforest").replace("for: 30m", "for: 0")
     ruleset = rules_from(tmp_path, text.replace('clear: "< 0.5"\n', "no_data: alerting\n"))
     add_sensors(conn, ["bin-1"])
-    # No table yet: no data (here: alerting, so it fires).
+    # Before the detectors' migration there is no such table: no data (here: alerting, so it fires).
+    conn.execute("DROP TABLE IF EXISTS detector_scores")
     assert [d.kind for d in evaluate(conn, ruleset, 2).detections] == ["detection"]
-    conn.execute("CREATE TABLE detector_scores (time timestamptz, sensor_id text, detector text, score float8)")
+    conn.execute(
+        "CREATE TABLE detector_scores (time timestamptz, sensor_id text, detector text, score float8)"
+    )
     conn.execute(
         "INSERT INTO detector_scores SELECT %s + m * interval '1 minute', 'bin-1', 'iforest', 0.1 "
         "FROM generate_series(0, 30) m",
@@ -203,4 +223,3 @@ def test_state_is_stored_only_while_not_normal(conn: psycopg.Connection, tmp_pat
     assert list(state_rows(conn)) == [("full", "bin-7")]
     watermark = conn.execute("SELECT watermark FROM rule_watermarks WHERE rule_id = 'full'").fetchone()[0]
     assert watermark == T0 + minutes(18)
-

@@ -17,7 +17,14 @@ import pytest
 from rules import backtest, evaluate_due, load_rules
 from sense311.db import connect
 from sense311.settings import Settings
-from tests.rules.rulehelp import add_readings, add_sensors, backfill, detections_in_db, rules_from, seed_watermarks
+from tests.rules.rulehelp import (
+    add_readings,
+    add_sensors,
+    backfill,
+    detections_in_db,
+    rules_from,
+    seed_watermarks,
+)
 
 #: Extra rules so every aggregate and no-data mode runs in the identity check.
 EXTRA = """
@@ -29,8 +36,8 @@ rules:
      for: 3m, no_data: ok, select: {kind: light}, active: {times: [{from: "20:00", to: "23:30"}]}}
   - {id: x-frac, problem: p_frac, metric: occupied, aggregate: fraction_above(0.5), window: 30m,
      condition: "between 0.4 0.6", for: 10m, clear_for: 5m, no_data: silent, interval: 5m, lateness: 3m}
-  - {id: x-rate, problem: p_rate, metric: temperature, aggregate: rate, window: 20m, condition: "outside -2 2",
-     for: 2m, no_data: keep_last, interval: 2m, lateness: 0s}
+  - {id: x-rate, problem: p_rate, metric: temperature, aggregate: rate, window: 20m,
+     condition: "outside -2 2", for: 2m, no_data: keep_last, interval: 2m, lateness: 0s}
 """
 
 
@@ -59,7 +66,9 @@ def run_live(settings: Settings, rule_paths: list[Path | str], start: datetime, 
 
 
 @pytest.mark.slow
-def test_a_simulated_day_live_equals_backtest(conn: psycopg.Connection, settings: Settings, tmp_path: Path) -> None:
+def test_a_simulated_day_live_equals_backtest(
+    conn: psycopg.Connection, settings: Settings, tmp_path: Path
+) -> None:
     simulation = pytest.importorskip("simulators.simulation")
     from simulators.faults import default_faults
     from simulators.fleet import build_fleet
@@ -84,7 +93,9 @@ def test_a_simulated_day_live_equals_backtest(conn: psycopg.Connection, settings
     assert len(live) > 50 and len(fired) >= 8, sorted(fired)
 
 
-def test_synthetic_readings_live_equals_backtest(conn: psycopg.Connection, settings: Settings, tmp_path: Path) -> None:
+def test_synthetic_readings_live_equals_backtest(
+    conn: psycopg.Connection, settings: Settings, tmp_path: Path
+) -> None:
     start = datetime(2026, 10, 24, 18, tzinfo=UTC)  # across the autumn DST change
     end = start + timedelta(hours=14)
     ids = [f"s{i:02d}" for i in range(30)]

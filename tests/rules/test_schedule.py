@@ -65,8 +65,8 @@ def test_night_by_the_sun_across_the_spring_dst_change() -> None:
     for day in (dt.date(2026, 3, 28), dt.date(2026, 3, 29)):
         down = sunset(observer, day, tzinfo=ZONE)
         up = sunrise(observer, day + dt.timedelta(days=1), tzinfo=ZONE)
-        probes = [down - dt.timedelta(minutes=3), down + dt.timedelta(minutes=3), up - dt.timedelta(minutes=3),
-                  up + dt.timedelta(minutes=3)]  # fmt: skip
+        three = dt.timedelta(minutes=3)
+        probes = [down - three, down + three, up - three, up + three]
         assert night.active(np.array([us(p) for p in probes]), AMS).tolist() == [False, True, True, False]
 
 

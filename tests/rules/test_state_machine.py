@@ -22,26 +22,38 @@ def one(code: int, since: int | None = None, fired: int | None = None) -> Machin
     return st
 
 
-def go(st: MachineState, t: int, cond: bool, clear: bool | None = None, nodata: bool = False, **params) -> list[Event]:
+def go(
+    st: MachineState, t: int, cond: bool, clear: bool | None = None, nodata: bool = False, **params
+) -> list[Event]:
     p = MachineParams(for_us=params.get("for_us", 5 * MIN), clear_for_us=params.get("clear_for_us", 3 * MIN),
                       no_data=params.get("no_data", "ok"))  # fmt: skip
     events: list[Event] = []
     clear_value = (not cond) if clear is None else clear
-    step(st, t, np.array([cond]), np.array([clear_value]), np.array([nodata]), np.array([1.5]), p, events.append)
+    step(
+        st,
+        t,
+        np.array([cond]),
+        np.array([clear_value]),
+        np.array([nodata]),
+        np.array([1.5]),
+        p,
+        events.append,
+    )
     return events
 
 
-# (state before, since, fired, condition, clear, instant offset, params) → (state after, since after, event kind)
+# (name, state before, since, fired, condition, clear, offset, params) → (state after, since after, event)
+FOR0 = {"for_us": 0}
+CLEAR0 = {"clear_for_us": 0}
 TABLE = [
     ("normal holds → pending", NORMAL, None, None, True, None, 0, {}, PENDING, 0, None),
-    ("normal holds, for 0 → firing", NORMAL, None, None, True, None, 0, {"for_us": 0}, FIRING, 0, "detection"),
+    ("normal holds, for 0 → firing", NORMAL, None, None, True, None, 0, FOR0, FIRING, 0, "detection"),
     ("normal fails → normal", NORMAL, None, None, False, None, 0, {}, NORMAL, None, None),
     ("pending fails → normal", PENDING, -2, None, False, None, 0, {}, NORMAL, None, None),
     ("pending holds, short → pending", PENDING, -4, None, True, None, 0, {}, PENDING, -4, None),
     ("pending holds, for reached → firing", PENDING, -5, None, True, None, 0, {}, FIRING, 0, "detection"),
     ("firing clear → recovering", FIRING, -9, -9, False, True, 0, {}, RECOVERING, 0, None),
-    ("firing clear, clear_for 0 → normal", FIRING, -9, -9, False, True, 0, {"clear_for_us": 0}, NORMAL, None,
-     "resolution"),
+    ("clear_for 0 → normal", FIRING, -9, -9, False, True, 0, CLEAR0, NORMAL, None, "resolution"),
     ("firing not clear → firing", FIRING, -9, -9, True, False, 0, {}, FIRING, -9, None),
     ("recovering clear fails → firing", RECOVERING, -1, -9, True, False, 0, {}, FIRING, -9, None),
     ("recovering clear, short → recovering", RECOVERING, -2, -9, False, True, 0, {}, RECOVERING, -2, None),
@@ -79,11 +91,13 @@ def series(conds, clears=None, nodata=None, active=None, **params) -> tuple[list
     """Run one sensor through minutes 0..n-1; returns its state codes and events (kind, minute)."""
     n = len(conds)
     st = MachineState.normal(1)
-    p = MachineParams(params.get("for_us", 3 * MIN), params.get("clear_for_us", 2 * MIN), params.get("no_data", "ok"))
+    p = MachineParams(
+        params.get("for_us", 3 * MIN), params.get("clear_for_us", 2 * MIN), params.get("no_data", "ok")
+    )
     events: list[Event] = []
     codes = []
     cond = np.array(conds, dtype=bool)[:, None]
-    clear = (~cond if clears is None else np.array(clears, dtype=bool)[:, None])
+    clear = ~cond if clears is None else np.array(clears, dtype=bool)[:, None]
     nd = np.zeros((n, 1), bool) if nodata is None else np.array(nodata, dtype=bool)[:, None]
     act = np.ones(n, bool) if active is None else np.array(active, dtype=bool)
     for k in range(n):
@@ -167,3 +181,16 @@ def test_many_sensors_step_independently() -> None:
          np.array([1.0, 2.0, 3.0]), p, events.append)  # fmt: skip
     assert [(e.sensor, e.value) for e in events] == [(0, 1.0), (2, 3.0)]
     assert st.code.tolist() == [FIRING, NORMAL, FIRING]
+
+
+def test_unless_starts_nothing_but_resolves_nothing() -> None:
+    st = MachineState.normal(3)
+    st.code[:] = [NORMAL, PENDING, FIRING]
+    st.since[:] = T - 10 * MIN
+    st.fired[2] = T - 10 * MIN
+    p = MachineParams(5 * MIN, 0, "ok")
+    events: list[Event] = []
+    hold = np.array([True, True, True])
+    cond = np.array([True, True, False])
+    step(st, T, cond, ~cond, np.zeros(3, bool), np.zeros(3), p, events.append, hold)
+    assert st.code.tolist() == [NORMAL, NORMAL, FIRING] and events == []

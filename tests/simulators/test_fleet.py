@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import defaultdict
@@ -83,7 +84,7 @@ def test_lamps_are_spaced_along_their_street(fleet: Fleet) -> None:
             by_street[s.metadata["street"]].append((s.lat, s.lon))
     for points in by_street.values():
         points.sort()
-        for (a_lat, a_lon), (b_lat, b_lon) in zip(points, points[1:], strict=False):
+        for (a_lat, a_lon), (b_lat, b_lon) in itertools.pairwise(points):
             dy = (b_lat - a_lat) * 111_320
             dx = (b_lon - a_lon) * 111_320 * math.cos(math.radians(52.37))
             assert math.hypot(dx, dy) == pytest.approx(35.0, abs=0.5)
@@ -97,7 +98,9 @@ def test_a_big_fleet_builds_quickly_and_spreads_over_gateways() -> None:
 
 
 def test_another_city() -> None:
-    fleet = build_fleet(1, {"light": 5}, CityConfig(name="Wellington", lat=-41.29, lon=174.78, tz="Pacific/Auckland"))
+    fleet = build_fleet(
+        1, {"light": 5}, CityConfig(name="Wellington", lat=-41.29, lon=174.78, tz="Pacific/Auckland")
+    )
     assert all(abs(s.lat + 41.29) < 0.05 for s in fleet.sensors())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -21,7 +22,9 @@ HORIZON_DEG = -0.833
 LIT_MARGIN_DEG = 0.05
 
 
-def test_a_clean_fleet_has_no_episodes_and_every_sensor_reports_every_step(clean_run: Run, fleet: Fleet) -> None:
+def test_a_clean_fleet_has_no_episodes_and_every_sensor_reports_every_step(
+    clean_run: Run, fleet: Fleet
+) -> None:
     assert clean_run.truth.episodes == []
     assert clean_run.truth.summary["completed"] is True
     counts = Counter(m.sensor_id for m in clean_run.messages)
@@ -59,7 +62,7 @@ def test_bins_only_empty_at_their_collections(clean_run: Run, fleet: Fleet) -> N
     for row, sensor_id in enumerate(group.ids):
         times = schedule[row]
         series = clean_run.series(sensor_id)
-        for before, after in zip(series, series[1:], strict=False):
+        for before, after in itertools.pairwise(series):
             drop = after.values["fill_level"] < before.values["fill_level"]
             collected = bool(((times > before.true_time_ms) & (times <= after.true_time_ms)).any())
             if drop:
@@ -73,7 +76,7 @@ def test_bins_fill_faster_by_day_than_by_night(clean_run: Run, fleet: Fleet) -> 
     rise = Counter()
     for sensor_id in fleet.groups["bin"].ids:
         series = clean_run.series(sensor_id)
-        for before, after in zip(series, series[1:], strict=False):
+        for before, after in itertools.pairwise(series):
             delta = after.values["fill_level"] - before.values["fill_level"]
             if delta > 0:
                 hour = after.time.astimezone(fleet.city.zone).hour
@@ -123,7 +126,7 @@ def test_lamps_dim_after_midnight(clean_run: Run, fleet: Fleet) -> None:
 def test_energy_counts_power_times_time(clean_run: Run, fleet: Fleet) -> None:
     for sensor_id in fleet.groups["light"].ids:
         series = clean_run.series(sensor_id)
-        for before, after in zip(series, series[1:], strict=False):
+        for before, after in itertools.pairwise(series):
             assert after.true_time_ms - before.true_time_ms == STEP_MS
             increment = after.values["energy_wh"] - before.values["energy_wh"]
             # The meter integrates the reported power over the interval; both are rounded to 0.1.

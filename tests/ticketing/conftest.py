@@ -40,22 +40,38 @@ def street_lamps() -> list[tuple[str, str, float, float, str, dict[str, Any]]]:
     lamps = []
     for i in range(12):
         lamps.append(
-            (f"lamp-{i + 1:03d}", "streetlight", STREET_LAT, STREET_LON + i * LAMP_SPACING, f"Lindenstraat {i + 1}",
-             {"pole_id": f"P-{1000 + i}"})
+            (
+                f"lamp-{i + 1:03d}",
+                "streetlight",
+                STREET_LAT,
+                STREET_LON + i * LAMP_SPACING,
+                f"Lindenstraat {i + 1}",
+                {"pole_id": f"P-{1000 + i}"},
+            )
         )
     # Far from the street (about 2 km north) and on the next street over (300 m south).
-    lamps.append(("lamp-far", "streetlight", STREET_LAT + 0.018, STREET_LON, "Molenweg 7", {"pole_id": "P-2000"}))
-    lamps.append(("lamp-south", "streetlight", STREET_LAT - 0.0027, STREET_LON, "Kerkstraat 2", {"pole_id": "P-3000"}))
+    lamps.append(
+        ("lamp-far", "streetlight", STREET_LAT + 0.018, STREET_LON, "Molenweg 7", {"pole_id": "P-2000"})
+    )
+    lamps.append(
+        ("lamp-south", "streetlight", STREET_LAT - 0.0027, STREET_LON, "Kerkstraat 2", {"pole_id": "P-3000"})
+    )
     lamps.append(("lamp-nopole", "streetlight", STREET_LAT + 0.03, STREET_LON, "Havenkade 1", {}))
     lamps.append(("bin-001", "bin", STREET_LAT + 0.01, STREET_LON + 0.01, "Markt 1", {"bin_id": "B-001"}))
     return lamps
 
 
-def register(conn: psycopg.Connection[Any], sensors: Iterable[tuple[str, str, float, float, str, dict[str, Any]]]) -> None:
+def register(
+    conn: psycopg.Connection[Any], sensors: Iterable[tuple[str, str, float, float, str, dict[str, Any]]]
+) -> None:
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO sensors (id, kind, lat, lon, address, district, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(sid, kind, lat, lon, address, "Centrum", json.dumps(meta)) for sid, kind, lat, lon, address, meta in sensors],
+            "INSERT INTO sensors (id, kind, lat, lon, address, district, metadata)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (sid, kind, lat, lon, address, "Centrum", json.dumps(meta))
+                for sid, kind, lat, lon, address, meta in sensors
+            ],
         )
 
 
@@ -99,8 +115,9 @@ class Open311Server:
     staff_key: str
 
     def db(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(with_search_path(self.database_url, self.schema), autocommit=True,
-                               connect_timeout=CONNECT_TIMEOUT)
+        return psycopg.connect(
+            with_search_path(self.database_url, self.schema), autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        )
 
     def requests(self) -> list[dict[str, Any]]:
         """Every stored request, straight from the server's tables."""
@@ -109,9 +126,11 @@ class Open311Server:
 
     def staff(self, request_id: str, **form: str) -> httpx.Response:
         """A staff update through the HTTP endpoint (status, status_notes, duplicate_of, …)."""
+        fmt = "xml" if self.misbehave.xml_only else "json"
         with httpx.Client(timeout=5.0) as http:
-            response = http.post(f"{self.url}staff/requests/{request_id}.json",
-                                 data={"api_key": self.staff_key, **form})
+            response = http.post(
+                f"{self.url}staff/requests/{request_id}.{fmt}", data={"api_key": self.staff_key, **form}
+            )
         response.raise_for_status()
         return response
 
@@ -132,7 +151,11 @@ SERVICES = {
     "lamp_out": {
         "service_code": "streetlight",
         "title": "Street light out",
-        "attributes": {"pole_id": "sensor.metadata.pole_id", "fault": {"value": "Light out"}, "lamps": "ticket.members"},
+        "attributes": {
+            "pole_id": "sensor.metadata.pole_id",
+            "fault": {"value": "Light out"},
+            "lamps": "ticket.members",
+        },
     },
     "bin_overflow": {
         "service_code": "bin_overflow",
@@ -152,7 +175,11 @@ def ticketing_settings(url: str, **overrides: Any) -> TicketingSettings:
         **overrides.pop("open311", {}),
     }
     values: dict[str, Any] = {
-        "services": SERVICES, "group_hold": "0s", "retry_base": "1s", "retry_cap": "1m", "send_lease": "1m",
+        "services": SERVICES,
+        "group_hold": "0s",
+        "retry_base": "1s",
+        "retry_cap": "1m",
+        "send_lease": "1m",
         "open311": open311,
     }
     values.update(overrides)
@@ -183,8 +210,15 @@ def det(
     evidence: dict[str, Any] | None = None,
 ) -> Detection:
     return Detection(
-        rule_id=rule_id, rule_version="1", sensor_id=sensor_id, problem=problem, kind=kind, fired_at=at,
-        onset=at - timedelta(minutes=15), severity="medium", value=value,
+        rule_id=rule_id,
+        rule_version="1",
+        sensor_id=sensor_id,
+        problem=problem,
+        kind=kind,
+        fired_at=at,
+        onset=at - timedelta(minutes=15),
+        severity="medium",
+        value=value,
         evidence=evidence if evidence is not None else {"lux": 0.0},
     )
 
@@ -192,13 +226,24 @@ def det(
 def insert_detections(conn: psycopg.Connection[Any], detections: Iterable[Detection]) -> int:
     """Insert into the hand-over table the way the rule evaluator does; duplicates are no-ops."""
     rows = [
-        (d.rule_id, d.rule_version, d.sensor_id, d.problem, d.kind, d.fired_at, d.onset, d.severity, d.value,
-         json.dumps(d.evidence))
+        (
+            d.rule_id,
+            d.rule_version,
+            d.sensor_id,
+            d.problem,
+            d.kind,
+            d.fired_at,
+            d.onset,
+            d.severity,
+            d.value,
+            json.dumps(d.evidence),
+        )
         for d in detections
     ]
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO detections (rule_id, rule_version, sensor_id, problem, kind, fired_at, onset, severity,
+            """INSERT INTO detections (rule_id, rule_version, sensor_id, problem, kind, fired_at, onset,
+                                       severity,
                                        value, evidence)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
             rows,

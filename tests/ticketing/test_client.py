@@ -9,7 +9,14 @@ import httpx
 import pytest
 
 from tests.ticketing.conftest import Open311Server, ticketing_settings
-from ticketing.errors import AmbiguousError, MappingError, PermanentError, RateLimited, ResponseError, TransientError
+from ticketing.errors import (
+    AmbiguousError,
+    MappingError,
+    PermanentError,
+    RateLimited,
+    ResponseError,
+    TransientError,
+)
 from ticketing.open311 import store
 from ticketing.open311.client import Open311Client, marker_for
 from ticketing.open311.models import Attribute, NewRequest
@@ -51,22 +58,29 @@ def http(recorder: Recorder) -> Iterator[httpx.Client]:
         yield client
 
 
-def client_for(open311: Open311Server, http: httpx.Client, clock: Clock | None = None, **open311_settings: object
-               ) -> Open311Client:
+def client_for(
+    open311: Open311Server, http: httpx.Client, clock: Clock | None = None, **open311_settings: object
+) -> Open311Client:
     settings = ticketing_settings(open311.url, open311=open311_settings).open311
     return Open311Client(http, settings, api_key=open311.api_key, clock=clock or Clock())
 
 
 def lamp_request(reference: str = "S311-test0000000001", **kw: object) -> NewRequest:
     values: dict[str, object] = {
-        "service_code": "streetlight", "description": f"Street light out\n{marker_for(reference)}",
-        "lat": 52.37, "long": 4.89, "attributes": {"pole_id": "P-1", "fault": "out"}, "reference": reference,
+        "service_code": "streetlight",
+        "description": f"Street light out\n{marker_for(reference)}",
+        "lat": 52.37,
+        "long": 4.89,
+        "attributes": {"pole_id": "P-1", "fault": "out"},
+        "reference": reference,
     }
     values.update(kw)
     return NewRequest(**values)  # type: ignore[arg-type]
 
 
-def test_auto_format_follows_discovery(open311: Open311Server, http: httpx.Client, recorder: Recorder) -> None:
+def test_auto_format_follows_discovery(
+    open311: Open311Server, http: httpx.Client, recorder: Recorder
+) -> None:
     client = client_for(open311, http)
     assert client.format == "json"
     open311.misbehave.xml_only = True
@@ -80,7 +94,9 @@ def test_auto_format_follows_discovery(open311: Open311Server, http: httpx.Clien
     assert all(p.endswith(".xml") for p in recorder.paths("/requests"))
 
 
-def test_forced_json_against_an_xml_only_server_is_permanent(open311: Open311Server, http: httpx.Client) -> None:
+def test_forced_json_against_an_xml_only_server_is_permanent(
+    open311: Open311Server, http: httpx.Client
+) -> None:
     open311.misbehave.xml_only = True
     client = client_for(open311, http, format="json")
     with pytest.raises(PermanentError) as info:
@@ -102,9 +118,18 @@ def test_services_and_definitions_are_cached_until_ttl_or_changeset(
     assert recorder.paths("/services") == ["/services.json", "/services/streetlight.json"]
     assert recorder.paths("/discovery") == ["/discovery.json"] * 2
 
-    changed = [*store.DEFAULT_SERVICES[1:], store.Offering("streetlight", "Street light out", attributes=[
-        Attribute("pole_id", "string", True), Attribute("fault", "string", True),
-        Attribute("photo", "string", True)])]
+    changed = [
+        *store.DEFAULT_SERVICES[1:],
+        store.Offering(
+            "streetlight",
+            "Street light out",
+            attributes=[
+                Attribute("pole_id", "string", True),
+                Attribute("fault", "string", True),
+                Attribute("photo", "string", True),
+            ],
+        ),
+    ]
     with open311.db() as c:
         store.install(c, open311.schema, changed, datetime.now(UTC))
     clock.now += 601
@@ -114,7 +139,7 @@ def test_services_and_definitions_are_cached_until_ttl_or_changeset(
 
 def test_validation_names_the_problem(open311: Open311Server, http: httpx.Client) -> None:
     client = client_for(open311, http)
-    with pytest.raises(MappingError, match="'streetlite' is not offered by .*did you mean 'streetlight'"):
+    with pytest.raises(MappingError, match=r"'streetlite' is not offered by .*did you mean 'streetlight'"):
         client.validate(lamp_request(service_code="streetlite"))
     with pytest.raises(MappingError, match="attribute 'pole_id' of service 'streetlight' is required"):
         client.validate(lamp_request(attributes={"fault": "out"}))
@@ -146,8 +171,12 @@ def test_submit_and_status_keep_ids_opaque(open311: Open311Server, http: httpx.C
 def test_status_is_asked_in_batches(open311: Open311Server, http: httpx.Client, recorder: Recorder) -> None:
     client = client_for(open311, http, status_batch=2)
     now = datetime.now(UTC)
-    ids = [client.submit(lamp_request(f"S311-batch00000000{n}"), in_doubt=False, since=now, now=now)
-           .service_request_id for n in range(5)]
+    ids = [
+        client.submit(
+            lamp_request(f"S311-batch00000000{n}"), in_doubt=False, since=now, now=now
+        ).service_request_id
+        for n in range(5)
+    ]
     recorder.sent.clear()
     client.requests([i for i in ids if i])
     assert recorder.paths("/requests") == ["/requests.json"] * 3
@@ -184,14 +213,20 @@ def test_tokens_are_exchanged(open311: Open311Server, http: httpx.Client) -> Non
 def test_errors_keep_their_context(open311: Open311Server, http: httpx.Client) -> None:
     client = Open311Client(http, ticketing_settings(open311.url).open311, api_key="wrong")
     with pytest.raises(PermanentError) as info:
-        client.submit(lamp_request("S311-ctx00000000000"), in_doubt=False, since=datetime.now(UTC),
-                      now=datetime.now(UTC))
+        client.submit(
+            lamp_request("S311-ctx00000000000"),
+            in_doubt=False,
+            since=datetime.now(UTC),
+            now=datetime.now(UTC),
+        )
     error = info.value
     assert (error.method, error.status, error.reference) == ("POST", 403, "S311-ctx00000000000")
     assert error.url == f"{open311.url}requests.json"
     assert error.description == "Invalid api_key received -- can't proceed with create_request."
-    assert str(error) == (f"POST {open311.url}requests.json → 403: Invalid api_key received -- can't proceed "
-                          "with create_request. [ref S311-ctx00000000000]")
+    assert str(error) == (
+        f"POST {open311.url}requests.json → 403: Invalid api_key received -- can't proceed "
+        "with create_request. [ref S311-ctx00000000000]"
+    )
     assert isinstance(error.__cause__, type(None))
 
 
@@ -229,7 +264,9 @@ def test_ambiguous_post_is_reconciled_not_repeated(open311: Open311Server, http:
     assert open311.misbehave.posts_received == 1
 
 
-def test_reconciliation_ignores_a_marker_far_from_the_ticket(open311: Open311Server, http: httpx.Client) -> None:
+def test_reconciliation_ignores_a_marker_far_from_the_ticket(
+    open311: Open311Server, http: httpx.Client
+) -> None:
     client = client_for(open311, http, search_radius_m=50)
     now = datetime.now(UTC)
     client.submit(lamp_request(), in_doubt=False, since=now, now=now)
@@ -242,9 +279,11 @@ def test_our_own_rate_limit_reschedules_instead_of_sending(
 ) -> None:
     clock = Clock()
     settings = ticketing_settings(
-        open311.url, open311={"rate_limits": {"post_request": {"per_minute": 6}, "default": {"per_minute": 6000,
-                                                                                           "burst": 100}},
-                              "max_rate_wait": 0},
+        open311.url,
+        open311={
+            "rate_limits": {"post_request": {"per_minute": 6}, "default": {"per_minute": 6000, "burst": 100}},
+            "max_rate_wait": 0,
+        },
     ).open311
     client = Open311Client(http, settings, api_key=open311.api_key, clock=clock)
     now = datetime.now(UTC)
@@ -260,8 +299,9 @@ def test_our_own_rate_limit_reschedules_instead_of_sending(
 
 def test_rate_limiter_buckets() -> None:
     clock = Clock()
-    limiter = RateLimiter({"post_request": RateLimit(per_minute=60, burst=2),
-                           "default": RateLimit(per_minute=120)}, clock)
+    limiter = RateLimiter(
+        {"post_request": RateLimit(per_minute=60, burst=2), "default": RateLimit(per_minute=120)}, clock
+    )
     assert limiter.reserve("post_request", 0) == 0
     assert limiter.reserve("post_request", 0) == 0
     assert limiter.reserve("post_request", 0) is None  # nothing reserved on refusal

@@ -29,7 +29,9 @@ def test_package_exports_exactly_its_entry_points() -> None:
         value = getattr(ticketing, name)
         assert getattr(value, "__module__", "").startswith("ticketing."), name
     public = {
-        n for n in dir(ticketing) if not n.startswith("_") and not isinstance(getattr(ticketing, n), types.ModuleType)
+        n
+        for n in dir(ticketing)
+        if not n.startswith("_") and not isinstance(getattr(ticketing, n), types.ModuleType)
     }
     assert public - {"annotations", "importlib", "TYPE_CHECKING", "Any"} == EXPECTED
 

@@ -35,7 +35,9 @@ def counts(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
-def test_repeated_detections_update_one_incident(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
+def test_repeated_detections_update_one_incident(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
     t0 = now_utc()
     first = apply_detection(conn, det("lamp-001", t0, evidence={"lux": 0.1}), ts, t0)
     again = apply_detection(conn, det("lamp-001", t0 + timedelta(minutes=15), evidence={"lux": 0.0}), ts, t0)
@@ -48,12 +50,15 @@ def test_repeated_detections_update_one_incident(conn: psycopg.Connection[Any], 
     assert counts(conn) == (1, 1, 1)
 
 
-def test_the_database_refuses_a_second_open_incident(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
+def test_the_database_refuses_a_second_open_incident(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
     t0 = now_utc()
     apply_detection(conn, det("lamp-001", t0), ts, t0)
     with pytest.raises(psycopg.errors.UniqueViolation, match="incidents_open_key"):
         conn.execute(
-            """INSERT INTO incidents (problem, sensor_id, rule_id, rule_version, severity, first_seen, last_seen,
+            """INSERT INTO incidents (problem, sensor_id, rule_id, rule_version, severity, first_seen,
+                                      last_seen,
                                       created_at, updated_at)
                VALUES ('lamp_out', 'lamp-001', 'r', '1', 'low', now(), now(), now(), now())"""
         )
@@ -65,20 +70,43 @@ def test_resolution_closes_the_sensor_side_only(conn: psycopg.Connection[Any], t
     resolved = apply_detection(conn, det("lamp-001", t0 + timedelta(hours=1), kind="resolution"), ts, t0)
     assert resolved.action == "resolved"
     assert conn.execute("SELECT status, sensor_state FROM incidents").fetchone() == ("open", "resolved")
-    stale = apply_detection(conn, det("lamp-001", t0 + timedelta(minutes=30)), ts, t0)
-    assert stale.action == "updated"
-    assert conn.execute("SELECT sensor_state FROM incidents").fetchone() == ("resolved",)
     back = apply_detection(conn, det("lamp-001", t0 + timedelta(hours=2)), ts, t0)
-    assert back.incident_id == resolved.incident_id
+    assert back.incident_id == resolved.incident_id and back.action == "updated"
     assert conn.execute("SELECT sensor_state, resolved_at FROM incidents").fetchone() == ("firing", None)
     nothing = apply_detection(conn, det("lamp-far", t0, kind="resolution"), ts, t0)
     assert nothing.action == "ignored"
     assert counts(conn) == (1, 1, 1)
 
 
+def test_the_sensor_side_resolves_when_every_rule_has(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
+    t0 = now_utc()
+    apply_detection(conn, det("lamp-001", t0, rule_id="lamp_dark"), ts, t0)
+    apply_detection(conn, det("lamp-001", t0, rule_id="lamp_dark_peers"), ts, t0)
+    one = apply_detection(conn, det("lamp-001", t0 + timedelta(minutes=5), kind="resolution"), ts, t0)
+    assert one.action == "updated"
+    assert conn.execute("SELECT sensor_state, firing_rules FROM incidents").fetchone() == (
+        "firing",
+        ["lamp_dark_peers"],
+    )
+    again = apply_detection(conn, det("lamp-001", t0 + timedelta(minutes=6), kind="resolution"), ts, t0)
+    assert again.action == "ignored"  # that rule had already resolved
+    last = apply_detection(
+        conn, det("lamp-001", t0 + timedelta(minutes=9), kind="resolution", rule_id="lamp_dark_peers"), ts, t0
+    )
+    assert last.action == "resolved"
+    assert conn.execute("SELECT sensor_state, resolved_at FROM incidents").fetchone() == (
+        "resolved",
+        t0 + timedelta(minutes=9),
+    )
+
+
 def test_a_dark_street_is_one_ticket(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
     t0 = now_utc()
-    changes = [apply_detection(conn, det(f"lamp-{i:03d}", t0 + timedelta(seconds=i)), ts, t0) for i in range(1, 13)]
+    changes = [
+        apply_detection(conn, det(f"lamp-{i:03d}", t0 + timedelta(seconds=i)), ts, t0) for i in range(1, 13)
+    ]
     assert [c.ticket_action for c in changes] == ["created"] + ["joined"] * 11
     assert len({c.ticket_id for c in changes}) == 1
     south = apply_detection(conn, det("lamp-south", t0), ts, t0)  # 300 m away: another fault
@@ -102,7 +130,9 @@ def test_grouping_respects_the_window_and_can_be_off(conn: psycopg.Connection[An
     assert a.ticket_id != b.ticket_id
 
 
-def test_unregistered_sensor_opens_an_ungrouped_incident(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
+def test_unregistered_sensor_opens_an_ungrouped_incident(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
     t0 = now_utc()
     a = apply_detection(conn, det("ghost-1", t0), ts, t0)
     b = apply_detection(conn, det("ghost-2", t0), ts, t0)
@@ -110,10 +140,14 @@ def test_unregistered_sensor_opens_an_ungrouped_incident(conn: psycopg.Connectio
     assert conn.execute("SELECT lat FROM incidents WHERE sensor_id = 'ghost-1'").fetchone() == (None,)
 
 
-def _close_by_city(conn: psycopg.Connection[Any], ticket_id: int, at: Any, notes: str = "Lamp replaced.") -> None:
+def _close_by_city(
+    conn: psycopg.Connection[Any], ticket_id: int, at: Any, notes: str = "Lamp replaced."
+) -> None:
     with conn.transaction():
-        conn.execute("UPDATE tickets SET service_request_id = %s, status = 'open' WHERE id = %s",
-                     (f"000{ticket_id}", ticket_id))
+        conn.execute(
+            "UPDATE tickets SET service_request_id = %s, status = 'open' WHERE id = %s",
+            (f"000{ticket_id}", ticket_id),
+        )
         close_ticket(conn, ticket_id, outcome="closed", notes=notes, closed_at=at, now=at)
 
 
@@ -140,7 +174,9 @@ def test_a_problem_back_within_the_cooldown_files_a_follow_up(
     assert reopened == (12,)
 
 
-def test_after_the_cooldown_it_is_a_new_unrelated_ticket(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
+def test_after_the_cooldown_it_is_a_new_unrelated_ticket(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
     t0 = now_utc()
     first = apply_detection(conn, det("lamp-far", t0), ts, t0)
     assert first.ticket_id is not None
@@ -148,11 +184,17 @@ def test_after_the_cooldown_it_is_a_new_unrelated_ticket(conn: psycopg.Connectio
     much_later = t0 + timedelta(days=30)
     again = apply_detection(conn, det("lamp-far", much_later), ts, much_later)
     assert again.ticket_action == "created"
-    assert conn.execute("SELECT follows_ticket_id FROM tickets WHERE id = %s", (again.ticket_id,)).fetchone() == (None,)
+    assert conn.execute(
+        "SELECT follows_ticket_id FROM tickets WHERE id = %s", (again.ticket_id,)
+    ).fetchone() == (None,)
 
 
-@pytest.mark.parametrize(("policy", "action", "follows"), [("new", "created", False), ("ignore", "suppressed", None)])
-def test_reopen_policies(conn: psycopg.Connection[Any], policy: str, action: str, follows: bool | None) -> None:
+@pytest.mark.parametrize(
+    ("policy", "action", "follows"), [("new", "created", False), ("ignore", "suppressed", None)]
+)
+def test_reopen_policies(
+    conn: psycopg.Connection[Any], policy: str, action: str, follows: bool | None
+) -> None:
     ts = ticketing_settings(OFFLINE, reopen=policy)
     t0 = now_utc()
     first = apply_detection(conn, det("lamp-far", t0), ts, t0)
@@ -164,11 +206,13 @@ def test_reopen_policies(conn: psycopg.Connection[Any], policy: str, action: str
         assert back.ticket_id is None
         gone = apply_detection(conn, det("lamp-far", t0 + timedelta(hours=6), kind="resolution"), ts, t0)
         assert gone.action == "resolved"
-        assert conn.execute("SELECT status, outcome FROM incidents WHERE id = %s", (back.incident_id,)).fetchone() \
-            == ("closed", "resolved")
+        assert conn.execute(
+            "SELECT status, outcome FROM incidents WHERE id = %s", (back.incident_id,)
+        ).fetchone() == ("closed", "resolved")
     else:
-        assert conn.execute("SELECT follows_ticket_id FROM tickets WHERE id = %s", (back.ticket_id,)).fetchone() \
-            == (None,)
+        assert conn.execute(
+            "SELECT follows_ticket_id FROM tickets WHERE id = %s", (back.ticket_id,)
+        ).fetchone() == (None,)
 
 
 def test_cancelled_tickets_are_not_reopened(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
@@ -237,7 +281,9 @@ def test_consumers_in_parallel_handle_each_detection_once(
     conn: psycopg.Connection[Any], settings: Settings, ts: TicketingSettings
 ) -> None:
     t0 = now_utc()
-    insert_detections(conn, [det(f"lamp-{i:03d}", t0 + timedelta(minutes=m)) for m in range(20) for i in range(1, 13)])
+    insert_detections(
+        conn, [det(f"lamp-{i:03d}", t0 + timedelta(minutes=m)) for m in range(20) for i in range(1, 13)]
+    )
     errors: list[BaseException] = []
 
     def consume() -> None:
@@ -256,3 +302,62 @@ def test_consumers_in_parallel_handle_each_detection_once(
     assert errors == []
     assert conn.execute("SELECT count(*), sum(detections) FROM incidents").fetchone() == (12, 240)
     assert counts(conn) == (12, 1, 1)
+
+
+def _mark_sent(conn: psycopg.Connection[Any], ticket_id: int) -> None:
+    conn.execute(
+        "UPDATE tickets SET status = 'open', service_request_id = %s WHERE id = %s",
+        (f"R{ticket_id}", ticket_id),
+    )
+    conn.execute("UPDATE outbox SET state = 'sent' WHERE ticket_id = %s", (ticket_id,))
+
+
+def test_tickets_started_at_both_ends_of_a_street_merge(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
+    t0 = now_utc()
+    west = apply_detection(conn, det("lamp-001", t0), ts, t0)
+    east = apply_detection(conn, det("lamp-012", t0), ts, t0)
+    assert west.ticket_id != east.ticket_id
+    middle = [apply_detection(conn, det(f"lamp-{i:03d}", t0), ts, t0) for i in range(2, 12)]
+    assert {c.ticket_id for c in middle} == {west.ticket_id}
+    assert conn.execute(
+        "SELECT count(*) FROM ticket_members WHERE ticket_id = %s", (west.ticket_id,)
+    ).fetchone() == (12,)
+    assert conn.execute(
+        "SELECT status, merged_into_id FROM tickets WHERE id = %s", (east.ticket_id,)
+    ).fetchone() == ("merged", west.ticket_id)
+    assert conn.execute(
+        "SELECT state, last_error FROM outbox WHERE ticket_id = %s", (east.ticket_id,)
+    ).fetchone() == ("cancelled", f"merged into ticket {west.ticket_id}: one fault")
+
+
+def test_a_ticket_the_city_knows_is_never_merged_away(
+    conn: psycopg.Connection[Any], ts: TicketingSettings
+) -> None:
+    t0 = now_utc()
+    west = apply_detection(conn, det("lamp-001", t0), ts, t0)
+    east = apply_detection(conn, det("lamp-012", t0), ts, t0)
+    assert west.ticket_id is not None and east.ticket_id is not None
+    _mark_sent(conn, east.ticket_id)
+    for i in range(2, 12):
+        apply_detection(conn, det(f"lamp-{i:03d}", t0), ts, t0)
+    # The unsent west ticket merges into the east one the city already has.
+    assert conn.execute("SELECT ticket_id, count(*) FROM ticket_members GROUP BY ticket_id").fetchall() == [
+        (east.ticket_id, 12)
+    ]
+    assert conn.execute("SELECT status FROM tickets WHERE id = %s", (west.ticket_id,)).fetchone() == (
+        "merged",
+    )
+
+
+def test_two_sent_tickets_stay_apart(conn: psycopg.Connection[Any], ts: TicketingSettings) -> None:
+    t0 = now_utc()
+    west = apply_detection(conn, det("lamp-001", t0), ts, t0)
+    east = apply_detection(conn, det("lamp-012", t0), ts, t0)
+    assert west.ticket_id is not None and east.ticket_id is not None
+    _mark_sent(conn, west.ticket_id)
+    _mark_sent(conn, east.ticket_id)
+    apply_detection(conn, det("lamp-006", t0), ts, t0)
+    statuses = conn.execute("SELECT status FROM tickets ORDER BY id").fetchall()
+    assert statuses == [("open",), ("open",)]

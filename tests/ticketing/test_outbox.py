@@ -41,8 +41,20 @@ SOLO_SPACING = 0.01
 
 
 def file_tickets(conn: psycopg.Connection[Any], ts: TicketingSettings, count: int, at: datetime) -> list[int]:
-    register(conn, [(f"solo-{i:03d}", "streetlight", STREET_LAT - 0.05 - i * SOLO_SPACING, STREET_LON,
-                     f"Solo {i}", {"pole_id": f"S-{i}"}) for i in range(count)])
+    register(
+        conn,
+        [
+            (
+                f"solo-{i:03d}",
+                "streetlight",
+                STREET_LAT - 0.05 - i * SOLO_SPACING,
+                STREET_LON,
+                f"Solo {i}",
+                {"pole_id": f"S-{i}"},
+            )
+            for i in range(count)
+        ],
+    )
     ids = []
     for i in range(count):
         change = apply_detection(conn, det(f"solo-{i:03d}", at), ts, at)
@@ -52,8 +64,9 @@ def file_tickets(conn: psycopg.Connection[Any], ts: TicketingSettings, count: in
 
 
 def outbox(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-    return conn.execute("SELECT state, attempts, in_doubt, available_at, last_status, last_error FROM outbox "
-                        "ORDER BY id").fetchall()
+    return conn.execute(
+        "SELECT state, attempts, in_doubt, available_at, last_status, last_error FROM outbox ORDER BY id"
+    ).fetchall()
 
 
 def assert_exactly_once(conn: psycopg.Connection[Any], open311: Open311Server, tickets: list[int]) -> None:
@@ -64,8 +77,9 @@ def assert_exactly_once(conn: psycopg.Connection[Any], open311: Open311Server, t
         marker = r["description"].rsplit("sense311-ref:", 1)[1]
         assert marker not in by_marker, f"{marker} filed twice"
         by_marker[marker] = r["service_request_id"]
-    rows = conn.execute("SELECT reference, service_request_id, status FROM tickets WHERE id = ANY(%s)",
-                        (tickets,)).fetchall()
+    rows = conn.execute(
+        "SELECT reference, service_request_id, status FROM tickets WHERE id = ANY(%s)", (tickets,)
+    ).fetchall()
     for reference, request_id, status in rows:
         assert status == "open", f"ticket {reference} is {status}"
         assert by_marker[reference] == request_id
@@ -97,7 +111,11 @@ FAULTS: dict[str, tuple[Callable[[Misbehaviour], None], int | None, int | None]]
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_every_fault_mode_files_each_ticket_exactly_once(
-    conn: psycopg.Connection[Any], tsettings: TicketingSettings, sink: Sink, open311: Open311Server, fault: str
+    conn: psycopg.Connection[Any],
+    tsettings: TicketingSettings,
+    sink: Sink,
+    open311: Open311Server,
+    fault: str,
 ) -> None:
     t = now_utc()
     tickets = file_tickets(conn, tsettings, 5, t)
@@ -168,7 +186,11 @@ def test_ambiguous_post_found_by_its_marker(
 
 @pytest.mark.parametrize(("status", "expected"), [(400, 400), (403, 403), (404, 404)])
 def test_permanent_errors_are_dead_lettered_with_the_servers_message(
-    conn: psycopg.Connection[Any], tsettings: TicketingSettings, sink: Sink, open311: Open311Server, status: int,
+    conn: psycopg.Connection[Any],
+    tsettings: TicketingSettings,
+    sink: Sink,
+    open311: Open311Server,
+    status: int,
     expected: int,
 ) -> None:
     t = now_utc()
@@ -179,8 +201,10 @@ def test_permanent_errors_are_dead_lettered_with_the_servers_message(
     assert worker.drain(t).dead == 1
     ((state, attempts, _, _, last_status, error),) = outbox(conn)
     assert (state, attempts, last_status) == ("dead", 1, expected)
-    assert error == (f"POST {open311.url}requests.json → {status}: the service request system is unavailable "
-                     f"[ref {reference}]")
+    assert error == (
+        f"POST {open311.url}requests.json → {status}: the service request system is unavailable "
+        f"[ref {reference}]"
+    )
     assert conn.execute("SELECT status FROM tickets").fetchone() == ("failed",)
     assert worker.drain(t + timedelta(days=1)).claimed == 0  # never retried by itself
 
@@ -190,7 +214,9 @@ def test_permanent_errors_are_dead_lettered_with_the_servers_message(
 
 
 def test_a_wrong_api_key_is_dead_lettered(
-    conn: psycopg.Connection[Any], tsettings: TicketingSettings, open311: Open311Server,
+    conn: psycopg.Connection[Any],
+    tsettings: TicketingSettings,
+    open311: Open311Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, "revoked")
@@ -238,7 +264,10 @@ def test_a_crashed_worker_is_reconciled_after_its_lease(
     assert worker.drain(t + tsettings.send_lease - timedelta(seconds=1)).claimed == 0  # still leased
     assert worker.drain(t + tsettings.send_lease).sent == 1
     assert conn.execute("SELECT attempts, in_doubt, response->>'reconciled' FROM outbox").fetchone() == (
-        2, False, "true")
+        2,
+        False,
+        "true",
+    )
     assert open311.misbehave.posts_received == 1
     assert_exactly_once(conn, open311, tickets)
 
@@ -257,7 +286,9 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(
 
 
 def test_an_unreachable_server_delays_tickets_without_losing_them(
-    conn: psycopg.Connection[Any], open311: Open311Server, tcp_proxy: Callable[[str, int], TcpProxy],
+    conn: psycopg.Connection[Any],
+    open311: Open311Server,
+    tcp_proxy: Callable[[str, int], TcpProxy],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     host, port = open311.url.removeprefix("http://").rstrip("/").split(":")

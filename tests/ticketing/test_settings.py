@@ -59,19 +59,29 @@ def test_registered_sinks_are_found_by_name(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_attribute_sources_are_checked() -> None:
-    s = TicketingSettings(services={"lamp_out": {"service_code": "x", "attributes": {
-        "pole": "sensor.metadata.pole_id", "fault": {"value": "out"}}}})
+    s = TicketingSettings(
+        services={
+            "lamp_out": {
+                "service_code": "x",
+                "attributes": {"pole": "sensor.metadata.pole_id", "fault": {"value": "out"}},
+            }
+        }
+    )
     attrs = s.services["lamp_out"].attributes
     assert attrs["pole"].source == "sensor.metadata.pole_id"
     assert attrs["fault"].value == "out"
     with pytest.raises(ValidationError, match="must start with one of: sensor, incident, ticket, evidence"):
         TicketingSettings(services={"p": {"service_code": "x", "attributes": {"a": "registry.pole"}}})
     with pytest.raises(ValidationError, match="exactly one of 'from'"):
-        TicketingSettings(services={"p": {"service_code": "x", "attributes": {"a": {"from": "sensor.id", "value": 1}}}})
+        TicketingSettings(
+            services={"p": {"service_code": "x", "attributes": {"a": {"from": "sensor.id", "value": 1}}}}
+        )
 
 
 def test_rate_limit_endpoints_are_named() -> None:
-    with pytest.raises(ValidationError, match="unknown endpoint 'post_requests'.*did you mean 'post_request'"):
+    with pytest.raises(
+        ValidationError, match=r"unknown endpoint 'post_requests'.*did you mean 'post_request'"
+    ):
         TicketingSettings(open311={"rate_limits": {"post_requests": {"per_minute": 5}}})
 
 
@@ -87,3 +97,13 @@ def test_durations_read_like_the_rest_of_sense311() -> None:
     assert s.group_hold.total_seconds() == 30
     with pytest.raises(ValidationError, match="expected a duration"):
         TicketingSettings(cooldown="soon")
+
+
+def test_endpoint_urls() -> None:
+    s = TicketingSettings(
+        open311={"url": "https://311.example.org/v2", "discovery_url": "https://x.org/discovery.xml"}
+    )
+    assert s.open311.url == "https://311.example.org/v2/"
+    assert s.open311.discovery_url == "https://x.org/discovery.xml"
+    with pytest.raises(ValidationError, match="expected an http:// or https:// URL, got 'ftp://x'"):
+        TicketingSettings(open311={"url": "ftp://x"})

@@ -229,7 +229,9 @@ class Open311Client:
             self._definitions = {code: (now, d) for code, (_, d) in self._definitions.items()}
             return
         if self._changeset is not None:
-            log.info("Open311 changeset %s → %s: services and definitions refreshed", self._changeset, changeset)
+            log.info(
+                "Open311 changeset %s → %s: services and definitions refreshed", self._changeset, changeset
+            )
         self._services = None
         self._definitions.clear()
         self._changeset = changeset
@@ -400,7 +402,7 @@ class Open311Client:
                 found = self.find(request, since=search_from, now=now)
             except Open311Error as search_error:
                 log.info("reconciliation search for %s failed: %s", request.reference, search_error)
-                raise exc from search_error
+                raise exc from exc.__cause__  # still ambiguous: the next attempt searches first
             if found is None:
                 raise
             log.info(

@@ -312,7 +312,9 @@ def _attribute(a: dict[str, Any]) -> Attribute:
 
 
 def parse_service_definition(content: bytes, content_type: str | None = None) -> ServiceDefinition:
-    plain = _unwrap(to_plain(content, content_type, "service definition"), "service_definition", "service definition")
+    plain = _unwrap(
+        to_plain(content, content_type, "service definition"), "service_definition", "service definition"
+    )
     if isinstance(plain, list) and len(plain) == 1:
         plain = plain[0]
     if not isinstance(plain, dict):

@@ -10,9 +10,13 @@ CREATE TABLE tickets (
     -- an ambiguous POST can be found again on the server.
     reference          text NOT NULL UNIQUE,
     status             text NOT NULL DEFAULT 'pending'
-                       CHECK (status IN ('pending', 'submitted', 'open', 'sent', 'closed', 'failed', 'cancelled')),
+                       CHECK (status IN ('pending', 'submitted', 'open', 'sent', 'closed', 'failed', 'cancelled',
+                                         'merged')),
     -- A follow-up names the closed ticket whose problem came back within the cooldown.
     follows_ticket_id  bigint REFERENCES tickets (id),
+    -- Two unsent tickets that turn out to be one fault (an incident between them reaches both)
+    -- become one: the younger's members move to the older, which it names here.
+    merged_into_id     bigint REFERENCES tickets (id),
     lat                double precision,
     lon                double precision,
     -- Event time of the first member's detection (UTC): grouping windows are measured from it.
@@ -24,8 +28,9 @@ CREATE TABLE tickets (
     remote_status      text,
     status_notes       text,
     -- How the city closed it: 'closed' (no reason given) is not 'duplicate' (merged into another
-    -- request), and neither proves the fault is fixed.
-    outcome            text CHECK (outcome IN ('closed', 'duplicate', 'cancelled')),
+    -- request), and neither proves the fault is fixed. 'resolved': a sink that reports no status
+    -- (webhook, dry run) and every member resolved by the rules.
+    outcome            text CHECK (outcome IN ('closed', 'duplicate', 'cancelled', 'resolved')),
     closed_at          timestamptz,
     remote_updated_at  timestamptz,
     sent_at            timestamptz,
@@ -44,8 +49,9 @@ CREATE TABLE incidents (
     problem        text NOT NULL,
     sensor_id      text NOT NULL,
     status         text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
-    -- The rule's side: firing until the rule emits a resolution.
+    -- The rules' side: firing until every rule that reported it has emitted its resolution.
     sensor_state   text NOT NULL DEFAULT 'firing' CHECK (sensor_state IN ('firing', 'resolved')),
+    firing_rules   text[] NOT NULL DEFAULT '{}',
     rule_id        text NOT NULL,
     rule_version   text NOT NULL,
     severity       text NOT NULL,
