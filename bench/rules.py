@@ -30,11 +30,15 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from rules import backtest, load_rules
-from rules.evaluator import evaluate_rule
-from rules.loader import RuleSet
-from sense311.db import connect, ensure_partitions, migrate
-from sense311.settings import Settings, load_settings
+# Run as a script, this file's directory comes first on sys.path, where this very file would
+# shadow the ``rules`` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from rules import backtest, load_rules  # noqa: E402
+from rules.evaluator import evaluate_rule  # noqa: E402
+from rules.loader import RuleSet  # noqa: E402
+from sense311.db import connect, ensure_partitions, migrate  # noqa: E402
+from sense311.settings import Settings, load_settings  # noqa: E402
 
 DB = os.environ.get("SENSE311_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: Loading tens of millions of rows takes longer than the default one-minute statement timeout.

@@ -10,7 +10,8 @@ scale combines how far occurrences sit from each other with how much values spre
 
 1.4826 makes a MAD estimate a normal standard deviation; ``b_n`` is the small-sample correction
 of Croux and Rousseeuw (1992), without which an hour of six readings, or three days of
-history, would claim a spread half the real one and every later reading would look odd. Summaries keep the state small (a few
+history, would claim a spread half the real one and every later reading would look odd.
+Summaries keep the state small (a few
 kilobytes per sensor, whatever the reporting rate), and a day's values only count once the day
 is over: observations within one day are all scored against the same, earlier, baseline. That
 is what lets a whole day be scored at once with numpy and still equal the one-by-one loop.

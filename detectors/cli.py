@@ -220,7 +220,8 @@ def evaluate_cmd(
         if k.kind in targets:
             ttd = f"{k.median_ttd_s / 60:.0f} min" if k.median_ttd_s is not None else "-"
             typer.echo(
-                f"{k.kind:<22} {k.episodes:>8} {_fmt(k.precision):>9} {_fmt(k.recall):>7} {_fmt(k.f1):>5} {ttd:>11}"
+                f"{k.kind:<22} {k.episodes:>8} {_fmt(k.precision):>9} {_fmt(k.recall):>7} "
+                f"{_fmt(k.f1):>5} {ttd:>11}"
             )
     typer.echo("")
     typer.echo(
@@ -239,13 +240,15 @@ def evaluate_cmd(
             if k.kind in j.targets:
                 ttd = f"{k.median_ttd_s / 60:.0f} min" if k.median_ttd_s is not None else "-"
                 typer.echo(
-                    f"  {j.job:<16} → {k.kind:<22} P {_fmt(k.precision)}  R {_fmt(k.recall)}  F1 {_fmt(k.f1)}  "
+                    f"  {j.job:<16} → {k.kind:<22} P {_fmt(k.precision)}  R {_fmt(k.recall)}  "
+                    f"F1 {_fmt(k.f1)}  "
                     f"TTD {ttd}"
                 )
     if clean:
         typer.echo("")
         typer.echo(
-            f"clean fleet: {report.clean_detections} false tickets in {report.clean_sensor_days:g} sensor-days "
+            f"clean fleet: {report.clean_detections} false tickets in "
+            f"{report.clean_sensor_days:g} sensor-days "
             f"= {report.clean_rate:.2f} per 1,000 sensor-days"
         )
     if json_out is not None:

@@ -71,7 +71,8 @@ class KindResult:
         return {
             "kind": self.kind, "episodes": self.episodes, "detected": self.detected,
             "true_positives": self.true_positives, "false_positives": self.false_positives,
-            "precision": self.precision, "recall": self.recall, "f1": self.f1, "median_ttd_s": self.median_ttd_s,
+            "precision": self.precision, "recall": self.recall, "f1": self.f1,
+            "median_ttd_s": self.median_ttd_s,
         }  # fmt: skip
 
 
@@ -122,8 +123,9 @@ class EvaluationReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "seed": self.seed, "start": self.start.isoformat(), "train_days": self.train_days, "days": self.days,
-            "sensors": self.sensors, "kinds": [k.to_json() for k in self.kinds], "jobs": [j.to_json() for j in self.jobs],
+            "seed": self.seed, "start": self.start.isoformat(), "train_days": self.train_days,
+            "days": self.days, "sensors": self.sensors, "kinds": [k.to_json() for k in self.kinds],
+            "jobs": [j.to_json() for j in self.jobs],
             "clean_detections": self.clean_detections, "clean_per_1000_sensor_days": self.clean_rate,
             "seconds": round(self.seconds, 1),
         }  # fmt: skip
@@ -189,8 +191,14 @@ def _episode_mask(t: np.ndarray, spans: Sequence[tuple[float, float]]) -> np.nda
     return bad
 
 
-def _scores_at_instants(job: DetectorJob, stored: _Stored, tz: str, instants: np.ndarray, train_end: float,
-                        spans: dict[str, list[tuple[float, float]]]) -> tuple[list[str], np.ndarray]:  # fmt: skip
+def _scores_at_instants(
+    job: DetectorJob,
+    stored: _Stored,
+    tz: str,
+    instants: np.ndarray,
+    train_end: float,
+    spans: dict[str, list[tuple[float, float]]],
+) -> tuple[list[str], np.ndarray]:
     """The job's instant scores: rows are the selected sensors, columns ``instants``."""
     selected = [s for s in stored.sensors if not job.kind or s.kind in job.kind]
     ids = [s.id for s in selected]
@@ -228,8 +236,9 @@ def _idle_scores(detector: Any, t: np.ndarray, scored: Any, instants: np.ndarray
     return np.where(has, detector._score_gaps(gap, cadence), 0.0)
 
 
-def _raw_detections(job: DetectorJob, ids: list[str], values: np.ndarray, instants: np.ndarray, threshold: float,
-                since: float) -> list[tuple[str, str, dt.datetime]]:  # fmt: skip
+def _raw_detections(
+    job: DetectorJob, ids: list[str], values: np.ndarray, instants: np.ndarray, threshold: float, since: float
+) -> list[tuple[str, str, dt.datetime]]:
     fired = firing_instants(
         values, instants, threshold, job.for_.total_seconds(), min(job.clear_level, threshold)
     )

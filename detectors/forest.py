@@ -190,7 +190,8 @@ class WindowForest(Detector):
                 blocks.append(_features(t, x, rows, self.window, self.tolerance, ref, self.timezone))
         if not blocks:
             raise ConfigError(
-                f"detector 'forest': no series longer than grace_period ({self.grace_period} readings) to fit on"
+                f"detector 'forest': no series longer than grace_period ({self.grace_period} readings) "
+                "to fit on"
             )
         self._fit_rows(np.concatenate(blocks))
         return self

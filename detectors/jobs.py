@@ -279,7 +279,7 @@ class Scorer:
         first = math.floor(after / step) * step + step
         if last < first:
             return np.zeros(0)
-        count = int(round((last - first) / step)) + 1
+        count = round((last - first) / step) + 1
         limit = self.settings.max_catchup_instants
         if count > limit:
             log.warning(
@@ -303,7 +303,8 @@ class Scorer:
         if instants[0] - step < state.trained_to - 1e-6:
             raise DetectorError(
                 f"detector job {job.name!r}: instant {_time(instants[0] - step).isoformat()} is before its "
-                f"model's training end {trained_to.isoformat()}; train with an earlier --now to score the past"
+                f"model's training end {trained_to.isoformat()}; "
+                "train with an earlier --now to score the past"
             )
         if instants[0] - step < state.advanced_to - 1e-6:
             # Re-scoring instants already fed (an overwrite of a past period): start from the model again.
@@ -402,7 +403,8 @@ def _write(conn: psycopg.Connection, rows: list[tuple[Any, ...]], overwrite: boo
     if not rows:
         return 0
     action = (
-        "DO UPDATE SET score = EXCLUDED.score, evidence = EXCLUDED.evidence, model_version = EXCLUDED.model_version"
+        "DO UPDATE SET score = EXCLUDED.score, evidence = EXCLUDED.evidence, "
+        "model_version = EXCLUDED.model_version"
         if overwrite
         else "DO NOTHING"
     )
@@ -413,7 +415,8 @@ def _write(conn: psycopg.Connection, rows: list[tuple[Any, ...]], overwrite: boo
                 chunk = rows[lo : lo + WRITE_BATCH]
                 cur.execute(
                     "INSERT INTO detector_scores (time, sensor_id, detector, score, evidence, model_version) "
-                    "SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::float8[], %s::jsonb[], "
+                    "SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::float8[], "
+                    "%s::jsonb[], "
                     f"%s::text[]) ON CONFLICT (detector, sensor_id, time) {action}",
                     (
                         [r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk],
@@ -435,8 +438,9 @@ def _clean(evidence: dict[str, Any]) -> dict[str, Any]:
 
 def _watermark(conn: psycopg.Connection, name: str, at: datetime, version: str) -> None:
     conn.execute(
-        "INSERT INTO detector_watermarks (detector, watermark, model_version, updated_at) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (detector) DO UPDATE SET watermark = greatest(detector_watermarks.watermark, EXCLUDED.watermark), "
+        "INSERT INTO detector_watermarks (detector, watermark, model_version, updated_at) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (detector) DO UPDATE SET "
+        "watermark = greatest(detector_watermarks.watermark, EXCLUDED.watermark), "
         "model_version = EXCLUDED.model_version, updated_at = EXCLUDED.updated_at",
         (name, at, version, at),
     )
@@ -470,7 +474,7 @@ def score_instants(
                 step = job.interval.total_seconds()
                 first = math.ceil(_seconds(start) / step) * step
                 last = math.floor(_seconds(end) / step) * step
-                instants = first + step * np.arange(max(int(round((last - first) / step)) + 1, 0))
+                instants = first + step * np.arange(max(round((last - first) / step) + 1, 0))
             else:
                 _, trained_to = scorer._state(conn, job)
                 instants = scorer.due(conn, job, now, trained_to)

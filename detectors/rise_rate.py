@@ -69,7 +69,8 @@ class RiseRate(Detector):
         super().__init__(grace_period=grace_period, protect=protect, seed=seed)
         if window <= 0 or filter_width < 1:
             raise ConfigError(
-                f"detector 'rise_rate': need window > 0 s and filter_width >= 1, got {window} and {filter_width}"
+                f"detector 'rise_rate': need window > 0 s and filter_width >= 1, "
+                f"got {window} and {filter_width}"
             )
         self.window = window
         self.filter_width = filter_width

@@ -56,7 +56,8 @@ class Silent(Detector):
         super().__init__(grace_period=grace_period, protect=protect, seed=seed)
         if not 1 <= min_days <= keep or m_half <= 0:
             raise ConfigError(
-                f"detector 'silent': need 1 <= min_days <= keep and m_half > 0, got {min_days}, {keep}, {m_half}"
+                f"detector 'silent': need 1 <= min_days <= keep and m_half > 0, "
+                f"got {min_days}, {keep}, {m_half}"
             )
         self.keep = keep
         self.min_days = min_days

@@ -113,7 +113,8 @@ def save_failed(
         with conn.transaction():
             version = _next_version(conn, name)
             conn.execute(
-                f"INSERT INTO detector_models ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, '{{}}', 'failed', %s, false, %s)",
+                f"INSERT INTO detector_models ({_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, '{}', 'failed', %s, false, %s)",
                 (name, version, kind, Jsonb(params), trained_from, trained_to, error, now),
             )
     except psycopg.Error as exc:
@@ -149,7 +150,8 @@ def load_pinned(conn: psycopg.Connection, name: str) -> ModelRow:
         out.model = pickle.loads(row[-1])
     except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
         raise DetectorError(
-            f"model {name!r} version {out.version} cannot be loaded ({exc}); retrain it or pin another version"
+            f"model {name!r} version {out.version} cannot be loaded ({exc}); "
+            "retrain it or pin another version"
         ) from exc
     return out
 

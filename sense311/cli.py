@@ -220,6 +220,109 @@ def ingest_cmd(
         raise typer.Exit(max(codes))
 
 
+# -- simulate -------------------------------------------------------------------------------
+
+
+@app.command("simulate")
+def simulate_cmd(
+    config: ConfigOption = None,
+    seed: Annotated[int, typer.Option(help="Same seed and options, same messages and ground truth.")] = 0,
+    bins: Annotated[int | None, typer.Option(help="Waste bins.", show_default=False)] = None,
+    lights: Annotated[int | None, typer.Option(help="Street lights.", show_default=False)] = None,
+    parking: Annotated[int | None, typer.Option(help="Parking bay sensors.", show_default=False)] = None,
+    air: Annotated[int | None, typer.Option(help="Air quality / noise monitors.", show_default=False)] = None,
+    start: Annotated[str | None, typer.Option(help="First instant (ISO 8601, UTC if no zone).")] = None,
+    end: Annotated[str | None, typer.Option(help="End of the period (exclusive).")] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Length of the period, e.g. 1d, 6h (default 1d).")
+    ] = None,
+    step: Annotated[str, typer.Option(help="Report interval of every sensor.")] = "1m",
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Simulated seconds per second (3600 = an hour a second); unset = backfill."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Gateway format of the messages.")] = "json",
+    faults: Annotated[str, typer.Option(help="Fault preset: none or default.")] = "none",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option("--fault", help="Rate of one fault kind, KIND=EPISODES_PER_SENSOR_DAY."),
+    ] = None,
+    ground_truth: Annotated[Path | None, typer.Option(help="Write the labelled fault episodes here.")] = None,
+    output: Annotated[str, typer.Option(help="mqtt, db (straight into readings), file or none.")] = "mqtt",
+    out_file: Annotated[Path | None, typer.Option(help="With --output file: JSON Lines of messages.")] = None,
+    topic_prefix: Annotated[str, typer.Option(help="Prepended to every topic.")] = "",
+    register: Annotated[
+        bool, typer.Option("--register", help="Write the fleet into the registry first.")
+    ] = False,
+) -> None:
+    """Simulate a city fleet with labelled faults, publishing like real gateways do."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sense311.db.connection import make_conninfo
+    from simulators.cli_options import parse_options
+    from simulators.runner import run_simulation
+
+    settings = _settings(config)
+    rates: dict[str, float] = {}
+    for item in fault or []:
+        kind, sep, rate = item.partition("=")
+        try:
+            rates[kind.strip()] = float(rate)
+        except ValueError:
+            raise ConfigError(f"--fault expects KIND=RATE, got {item!r}") from None
+        if not sep:
+            raise ConfigError(f"--fault expects KIND=RATE, got {item!r}")
+    values: dict[str, Any] = {
+        "seed": seed, "start": start, "end": end, "duration": duration, "step": step, "speed": speed,
+        "format": fmt, "faults": faults, "fault_rates": rates, "ground_truth": ground_truth, "output": output,
+        "out_file": out_file, "topic_prefix": topic_prefix, "register": register,
+        "mqtt_url": settings.mqtt_url.get_secret_value(),
+        "database_url": make_conninfo(settings, "sense311-simulate"),
+    }  # fmt: skip
+    for name, count in (("bins", bins), ("lights", lights), ("parking", parking), ("air", air)):
+        if count is not None:
+            values[name] = count
+    options = parse_options(**values)
+    if register or output == "db":
+        from sense311.db import connect, migrate
+
+        with connect(settings, "sense311-simulate", autocommit=True) as conn:
+            migrate(conn, settings)
+    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"))
+    with Progress(*columns, TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("simulate", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if output == "db":
+            _ensure_backfill_partitions(settings, options)
+        report = run_simulation(options, progress=progress)
+    typer.echo(
+        f"{report.messages} messages ({report.sent} sent) over {report.steps} steps "
+        f"in {report.elapsed_s:.1f} s; {report.episodes} fault episodes; {report.rows} rows written; "
+        f"{report.registered} sensors registered"
+    )
+    for note in getattr(report, "notes", []) or []:
+        typer.echo(f"note: {note}", err=True)
+    if report.ground_truth is not None:
+        typer.echo(f"ground truth: {report.ground_truth}")
+
+
+def _ensure_backfill_partitions(settings: Settings, options: Any) -> None:
+    """A backfill writes straight into readings: the partitions of its period must exist first."""
+    from datetime import UTC, datetime, timedelta
+
+    from sense311.db import connect, ensure_partitions
+
+    end = options.end or datetime.now(UTC)
+    start = options.start or end - (options.duration or timedelta(days=1))
+    with connect(settings, "sense311-simulate", autocommit=True) as conn:
+        ensure_partitions(
+            conn, start - timedelta(days=1), end + timedelta(days=1), settings.storage.partition_width
+        )
+
+
 def _dump_settings(settings: Settings) -> str:
     """Settings for a child process, secrets included (they never leave this machine's pipes)."""
     data = settings.model_dump(mode="json", by_alias=True)

@@ -1,12 +1,14 @@
 """Fixtures for API tests: a migrated schema, the API on a real socket, tokens, rows to read.
 
 The app runs with uvicorn in a thread on 127.0.0.1 port 0 (``ApiServer``) and opens its own
-pool, as in production; tests talk to it with httpx. ``api_server(**overrides)`` starts one with
-other ``ApiSettings``; the default one has no rate limit, so only the rate-limit tests meet 429s.
+pool, as in production; tests talk to it with httpx. ``api`` is a server shared by the session
+with default settings and no rate limit; ``api_server(**overrides)`` starts one with other
+``ApiSettings``. Every test starts from empty tables and its own tokens.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,11 +17,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sense311.api import ApiServer, ApiSettings, create_app, create_token
 from sense311.db import connect, migrate
 from sense311.settings import Settings, load_settings
+from tests.fix_db import CONNECT_TIMEOUT, DROP_LOCK_TIMEOUT, KEPT_ENVIRON, schema_name
 
 #: Seconds an HTTP call of a test may take: generous for a loaded CI machine, finite.
 HTTP_TIMEOUT = 15.0
@@ -40,17 +44,99 @@ class Api:
         return {"Authorization": f"Bearer {self.tokens[scope]}"}
 
 
-@pytest.fixture
-def settings(database_url: str, db_schema: str) -> Settings:
-    return load_settings(database_url=database_url, storage={"schema": db_schema, "pool_min": 0})
+@pytest.fixture(scope="session")
+def api_schema(database_url: str) -> Iterator[str]:
+    """One migrated schema for the API tests; ``db`` empties it before each test.
+
+    Migrating takes longer than a whole API test, so the schema is made once and its tables are
+    truncated per test instead: still nothing one test writes is seen by the next.
+    """
+    name = schema_name("api")
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield name
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(DROP_LOCK_TIMEOUT)))
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, api_schema: str) -> Settings:
+    # Built before the per-test environment cleanup runs, so clear SENSE311_* here too.
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("SENSE311_") and name not in KEPT_ENVIRON:
+                mp.delenv(name)
+        settings = load_settings(database_url=database_url, storage={"schema": api_schema, "pool_min": 0})
+    with connect(settings, "sense311-test-api", autocommit=True) as conn:
+        migrate(conn, settings)
+    return settings
+
+
+def _empty_tables(conn: psycopg.Connection[Any]) -> None:
+    """Delete every row of the schema's tables, referencing tables first.
+
+    DELETE, not TRUNCATE: for a few rows it takes milliseconds where TRUNCATE of every table
+    takes half a second (new files for each), which would dominate the suite.
+    """
+    tables = [
+        t
+        for (t,) in conn.execute(
+            """SELECT c.relname FROM pg_class c
+               WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+                 AND NOT c.relispartition AND c.relname NOT IN ('schema_migrations', 'sense311_meta')"""
+        ).fetchall()
+    ]
+    refs = conn.execute(
+        """SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
+           WHERE contype = 'f' AND connamespace = current_schema()::regnamespace AND conrelid <> confrelid"""
+    ).fetchall()
+    order: list[str] = []
+    pending = set(tables)
+    while pending:
+        # A table goes once nothing still pending references it.
+        ready = sorted(t for t in pending if not any(parent == t and child in pending for child, parent in refs))
+        order.extend(ready)
+        pending -= set(ready)
+    with conn.transaction():
+        for table in order:
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
 
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection on a freshly migrated schema."""
+    """An autocommit connection on the API tests' schema, every table emptied first."""
     with connect(settings, "sense311-test-api", autocommit=True) as conn:
-        migrate(conn, settings)
+        _empty_tables(conn)
         yield conn
+
+
+def _tokens(db: psycopg.Connection[Any]) -> dict[str, str]:
+    tokens = {}
+    with db.transaction():
+        for scope in ("read", "write", "admin"):
+            tokens[scope] = create_token(db, scope=scope, name=f"test {scope}", now=datetime.now(UTC)).token
+    return tokens
+
+
+def _start(settings: Settings, app_kwargs: dict[str, Any] | None, overrides: dict[str, Any]) -> ApiServer:
+    options: dict[str, Any] = {"rate_limit_per_minute": 0, "pool_max": 4, **overrides}
+    return ApiServer(create_app(settings, api=ApiSettings(**options), **(app_kwargs or {}))).start()
+
+
+@pytest.fixture(scope="session")
+def shared_server(settings: Settings) -> Iterator[tuple[ApiServer, httpx.Client]]:
+    server = _start(settings, None, {})
+    with httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT) as http:
+        yield server, http
+    server.stop()
+
+
+@pytest.fixture
+def api(shared_server: tuple[ApiServer, httpx.Client], db: psycopg.Connection[Any]) -> Api:
+    """The API with default settings (no rate limit) on an empty schema."""
+    server, http = shared_server
+    return Api(server.url, http, db, _tokens(db))
 
 
 @pytest.fixture
@@ -59,26 +145,15 @@ def api_server(settings: Settings, db: psycopg.Connection[Any]) -> Iterator[Call
     started: list[tuple[ApiServer, httpx.Client]] = []
 
     def start(app_kwargs: dict[str, Any] | None = None, **overrides: Any) -> Api:
-        options: dict[str, Any] = {"rate_limit_per_minute": 0, "pool_max": 4, **overrides}
-        app = create_app(settings, api=ApiSettings(**options), **(app_kwargs or {}))
-        server = ApiServer(app).start()
+        server = _start(settings, app_kwargs, overrides)
         http = httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT)
         started.append((server, http))
-        tokens = {}
-        for scope in ("read", "write", "admin"):
-            with db.transaction():
-                tokens[scope] = create_token(db, scope=scope, name=f"test {scope}", now=datetime.now(UTC)).token
-        return Api(server.url, http, db, tokens)
+        return Api(server.url, http, db, _tokens(db))
 
     yield start
     for server, http in started:
         http.close()
         server.stop()
-
-
-@pytest.fixture
-def api(api_server: Callable[..., Api]) -> Api:
-    return api_server()
 
 
 def add_sensors(db: psycopg.Connection[Any], *sensors: dict[str, Any]) -> None:

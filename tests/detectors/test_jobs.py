@@ -74,7 +74,8 @@ def test_scoring_writes_instants_with_the_pinned_version(conn: psycopg.Connectio
     report = score_instants(conn, settings, now)
     assert report.skipped == {} and report.instants["lamp_power_low"] == 144
     rows = conn.execute(
-        "SELECT sensor_id, max(score), count(*), min(model_version) FROM detector_scores GROUP BY 1 ORDER BY 1"
+        "SELECT sensor_id, max(score), count(*), min(model_version) "
+        "FROM detector_scores GROUP BY 1 ORDER BY 1"
     ).fetchall()
     by_lamp = {r[0]: r for r in rows}
     assert by_lamp["lamp-3"][1] > 0.9
@@ -122,7 +123,9 @@ def test_scoring_before_the_training_end_is_refused(conn: psycopg.Connection) ->
 def test_a_job_without_a_model_is_skipped_with_the_reason(conn: psycopg.Connection) -> None:
     report = score_instants(conn, settings_with(), START)
     assert report.skipped == {
-        "lamp_power_low": "detector job 'lamp_power_low' has no pinned model; run 'sense311 detectors train' first"
+        "lamp_power_low": (
+            "detector job 'lamp_power_low' has no pinned model; run 'sense311 detectors train' first"
+        )
     }
 
 

@@ -60,7 +60,7 @@ def run_live(settings: Settings, rule_paths: list[Path | str], start: datetime, 
             if not outage[0] <= now < outage[1]:
                 report = evaluate_due(conn, ruleset, now)
                 assert not report.errors, report.errors
-            now += timedelta(seconds=rng.randint(20, 420))
+            now += timedelta(seconds=rng.randint(60, 2400))
     finally:
         conn.close()
 
