@@ -10,14 +10,13 @@ fill level every 10 minutes; a rule reads a 30-minute window (3 readings a senso
 cycle for 100,000 sensors) and the clock advances one minute per cycle, so each cycle evaluates
 one instant. ``backtest``: a 1-minute interval over 30 days of one reading per sensor every 5
 minutes. ``pack``: simulates the default fleet with the simulator's default fault rates, stores
-it as ingest would (malformed messages and clock-skewed times more than 5 minutes ahead are
-dead-lettered), backtests ``builtin:city`` and scores it against the ground truth.
+it with the simulator's backfill (as ingest would: malformed messages are not stored), backtests
+``builtin:city`` and scores it against the ground truth with ``simulators.scoring``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,7 +25,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -44,8 +42,6 @@ DB = os.environ.get("SENSE311_TEST_DATABASE_URL", "postgresql://postgres@127.0.0
 #: Loading tens of millions of rows takes longer than the default one-minute statement timeout.
 STATEMENT_TIMEOUT_S = 3600
 START = datetime(2026, 3, 2, tzinfo=UTC)
-#: Ingest refuses event times further ahead than this (its ``max_future`` default).
-MAX_FUTURE_MS = 5 * 60 * 1000
 
 
 def fresh_schema(name: str) -> tuple[Settings, psycopg.Connection]:
@@ -73,8 +69,8 @@ def synthetic(conn: psycopg.Connection, sensors: int, start: datetime, end: date
     ensure_partitions(conn, start - timedelta(days=1), end + timedelta(days=1), timedelta(days=7))
     conn.execute(
         "INSERT INTO sensors (id, kind, district, lat, lon) "
-        "SELECT 'b' || lpad(i::text, 6, '0'), 'bin', 'd' || (i % 9), "
-        "52.3 + (i % 1000) * 1e-4, 4.8 + (i / 1000) * 1e-4 "
+        "SELECT 'b' || lpad(i::text, 6, '0'), 'bin', 'd' || (i %% 9), "
+        "52.3 + (i %% 1000) * 1e-4, 4.8 + (i / 1000) * 1e-4 "
         "FROM generate_series(0, %s - 1) i",
         (sensors,),
     )
@@ -162,53 +158,18 @@ def bench_backtest(sensors: int, days: int) -> None:
     conn.close()
 
 
-def backfill(conn: psycopg.Connection, simulation: object) -> int:
-    """Registry and readings of a simulation, as ingest would store them."""
-    from simulators.kinds import METRICS
+def store(conn: psycopg.Connection, simulation: object) -> int:
+    """Registry and readings of a simulation, through the simulator's own backfill."""
+    from simulators.backfill import backfill
+    from simulators.registry import register_fleet
 
-    fleet = simulation.fleet  # type: ignore[attr-defined]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO sensors (id, kind, lat, lon, address, district, tags, gateway, metadata) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (s.id, s.kind, s.lat, s.lon, s.address, s.district, s.tags, s.gateway, json.dumps(s.metadata))
-                for s in fleet.sensors()
-            ],
-        )
+    register_fleet(conn, simulation.fleet)  # type: ignore[attr-defined]
     start = datetime.fromtimestamp(simulation.start_ms / 1000, UTC)  # type: ignore[attr-defined]
     end = datetime.fromtimestamp(simulation.end_ms / 1000, UTC)  # type: ignore[attr-defined]
     ensure_partitions(conn, start - timedelta(days=1), end + timedelta(days=1), timedelta(days=7))
-    ids = np.array(fleet.ids, dtype=object)
-    count = 0
-    conn.execute("CREATE UNLOGGED TABLE staged (t bigint, sensor_id text, metric text, value float8)")
-    with conn.cursor().copy("COPY staged FROM STDIN") as copy:
-        for batch in simulation.batches():  # type: ignore[attr-defined]
-            for kind, group in fleet.groups.items():
-                if not group.n:
-                    continue
-                rows = np.arange(group.start, group.stop)
-                ok = batch.present[rows] & ~batch.malformed[rows]
-                ok &= batch.time_ms[rows] - batch.true_time_ms[rows] <= MAX_FUTURE_MS
-                sel = np.flatnonzero(ok)
-                times = batch.time_ms[rows[sel]].tolist()
-                sensor_ids = ids[rows[sel]].tolist()
-                for j, metric in enumerate(METRICS[kind]):
-                    column = batch.values[kind][sel, j].tolist()
-                    lines = [
-                        f"{t}\t{s}\t{metric}\t{v!r}\n"
-                        for t, s, v in zip(times, sensor_ids, column, strict=True)
-                        if v == v
-                    ]
-                    copy.write("".join(lines))
-                    count += len(lines)
-    conn.execute(
-        "INSERT INTO readings (time, sensor_id, metric, value) "
-        "SELECT to_timestamp(t / 1000.0), sensor_id, metric, value FROM staged ON CONFLICT DO NOTHING"
-    )
-    conn.execute("DROP TABLE staged")
+    rows = backfill(conn, simulation).inserted  # type: ignore[arg-type]
     conn.execute("ANALYZE readings")
-    return count
+    return rows
 
 
 def bench_pack(days: int, seed: int, keep: bool, html: Path | None) -> None:
@@ -225,7 +186,7 @@ def bench_pack(days: int, seed: int, keep: bool, html: Path | None) -> None:
     if keep:
         truth.write(Path(tempfile.gettempdir()) / f"{schema}_truth.jsonl")
     t0 = time.perf_counter()
-    rows = backfill(conn, simulation)
+    rows = store(conn, simulation)
     print(f"pack: default fleet, seed {seed}, {days} days, default fault rates: {rows:,} readings "
           f"stored in {time.perf_counter() - t0:.0f} s")  # fmt: skip
     ruleset = load_rules("builtin:city")

@@ -9,6 +9,7 @@ and detectors read canonical metrics (``battery``). A field map entry is one of:
     distance:                             # one field, two metrics
       - distance_mm
       - {metric: fill_level, transform: fill_from_distance}
+    linkquality: null                     # known, deliberately not stored
 
 ``fill_from_distance`` turns an ultrasonic distance (mm) into a fill level 0..1 with the bin's
 depth from the registry (``metadata.depth_mm``): ``fill = 1 − distance / depth``, clamped to
@@ -53,7 +54,8 @@ DEFAULT_FIELD_MAP: dict[str, Any] = {
     "current": "current",
     "powerFactor": "power_factor",
     "power_factor": "power_factor",
-    "dim": "dim_level",
+    # Codecs report dimming in percent; dim_level is 0..1 like FIWARE's illuminanceLevel.
+    "dim": {"metric": "dim_level", "scale": 0.01},
     "dim_level": "dim_level",
     "illuminanceLevel": "dim_level",
     "lamp": "lamp_on",
@@ -141,6 +143,9 @@ class FieldMap:
             merged.update(layer)
         self._map: dict[str, tuple[MapTarget, ...]] = {}
         for key, spec in merged.items():
+            if spec is None:
+                self._map[key] = ()
+                continue
             specs = spec if isinstance(spec, list) else [spec]
             self._map[key] = tuple(_target(key, s) for s in specs)
 

@@ -192,13 +192,22 @@ class Pipeline:
 
     # -- step 2: per batch ----------------------------------------------------------------
 
-    @staticmethod
-    def sensor_ids(processed: Iterable[Processed]) -> set[str]:
+    @property
+    def alias_keys(self) -> set[str]:
+        return {r.sensor_alias for r in self.settings.routes if r.sensor_alias}
+
+    def sensor_ids(self, processed: Iterable[Processed]) -> tuple[set[str], dict[str, set[str]]]:
+        """The sensor ids, and the aliases by metadata key, that a batch names."""
         ids: set[str] = set()
+        aliases: dict[str, set[str]] = {}
+        routes = self.settings.routes
         for p in processed:
-            if p.decoded is not None:
-                ids.update(r.sensor_id for r in p.decoded.readings)
-        return ids
+            if p.decoded is None:
+                continue
+            key = routes[p.route_index].sensor_alias
+            target = aliases.setdefault(key, set()) if key else ids
+            target.update(r.sensor_id for r in p.decoded.readings)
+        return ids, aliases
 
     def finalize(self, processed: Iterable[Processed], registry: Registry, now: datetime) -> Batch:
         batch = Batch()
@@ -252,28 +261,40 @@ class Pipeline:
         received = datetime.fromtimestamp(msg.received_at, UTC)
         problems = _Problems()
         for reject in decoded.rejects:
+            if self._plan(p.route_index, reject.key) == ():
+                continue  # the field map says this field is deliberately not stored
             problems.add(reject.reason, f"{reject.key}={reject.value!r}: {reject.detail}", reject.sensor_id)
         settings = self.settings
         auto_register = settings.unknown_sensors == "auto_register"
         enforce_gateway = settings.enforce_gateway and p.gateway is not None
         unmapped = settings.unmapped_fields
         sensors = registry.get
+        alias_key = settings.routes[p.route_index].sensor_alias
+        if alias_key:
+
+            def sensors(name: str) -> SensorInfo | None:
+                sid = registry.alias(alias_key, name)
+                return registry.get(sid) if sid is not None else None
+
         plan_of = self._plan
         route_index = p.route_index
         append = batch.rows.append
-        last_sid: str | None = None
+        last_name: str | None = None
         info: SensorInfo | None = None
+        sid = ""
         for reading in decoded.readings:
-            sid = reading.sensor_id
-            if sid != last_sid:
-                last_sid = sid
-                info = sensors(sid)
+            name = reading.sensor_id
+            if name != last_name:
+                last_name = name
+                info = sensors(name)
                 if info is None and auto_register:
                     # Added to the registry view only after the batch commits (the worker does it).
-                    batch.auto_register.setdefault(sid, p.gateway)
-                    info = SensorInfo(sid, "unknown", p.gateway)
+                    batch.auto_register.setdefault(name, p.gateway)
+                    info = SensorInfo(name, "unknown", p.gateway)
+                # An alias (a friendly name) is stored under the sensor id it stands for.
+                sid = info.id if info is not None else name
             if info is None:
-                problems.add("unknown_sensor", sid, sid)
+                problems.add("unknown_sensor", name, name)
                 continue
             if enforce_gateway and info.gateway and info.gateway != p.gateway:
                 problems.add("wrong_gateway", f"{sid} is bound to {info.gateway}, not {p.gateway}", sid)

@@ -55,7 +55,7 @@ class IngestWorker:
     ) -> None:
         self.settings = settings
         self.pipeline = Pipeline(settings.ingest, settings.storage.retention)
-        self.registry = Registry()
+        self.registry = Registry(self.pipeline.alias_keys)
         self.writer = BatchWriter(settings)
         self.stats = IngestStats()
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -179,8 +179,10 @@ class IngestWorker:
         if self.registry.stale():
             self.registry.load_all(self.writer.conn)
             self.writer.conn.rollback()
-        ids = Pipeline.sensor_ids(pending)
+        ids, aliases = self.pipeline.sensor_ids(pending)
         self.registry.resolve(self.writer.conn, ids)
+        for key, names in aliases.items():
+            self.registry.resolve_aliases(self.writer.conn, key, names)
         self.writer.conn.rollback()
         batch = self.pipeline.finalize(pending, self.registry, datetime.now(UTC))
         result = self.writer.write(batch)

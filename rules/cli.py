@@ -130,12 +130,16 @@ def _ground_truth(path: Path) -> tuple[Any, Any]:
 def _score(
     result: BacktestResult, ruleset: RuleSet, truth: Any, score: Any, grace: timedelta
 ) -> dict[str, Any]:
+    """Precision, recall and time to detection per fault kind the backtested rules target, over
+    the episodes that overlap the backtest's period."""
     mapping: dict[str, set[str]] = {}
-    for rule in ruleset:
+    for summary in result.rules:
+        rule = ruleset.get(summary.rule_id)
         if rule.targets:
             mapping.setdefault(rule.problem, set()).update(rule.targets)
+    episodes = [e for e in truth.episodes if e.start < result.end and e.end > result.start]
     detections = [(d.sensor_id, d.problem, d.fired_at) for d in result.detections if d.kind == "detection"]
-    report = score(truth, detections, mapping={k: sorted(v) for k, v in mapping.items()}, grace=grace)
+    report = score(episodes, detections, mapping={k: sorted(v) for k, v in mapping.items()}, grace=grace)
     data = report.to_json()
     targeted = {k for v in mapping.values() for k in v}
     data["kinds"] = {k: v for k, v in data["kinds"].items() if k in targeted}

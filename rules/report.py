@@ -163,6 +163,10 @@ def _svg(plot: Plot, result: BacktestResult) -> str:
             f'<rect x="{x0:.1f}" y="{_H - _PAD_B + 3}" width="{max(x1 - x0, 1):.1f}" height="5" '
             'fill="#7b68ee"/>'
         )
+        parts.append(
+            f'<text x="{x0 + 3:.1f}" y="{_H - _PAD_B - 4}" font-size="10" fill="#5a4fcf">'
+            f"{html.escape(e.kind)}</text>"
+        )
     for s in result.spans:
         if s.sensor_id != plot.sensor_id or s.rule_id.split(":")[0] != rule.id:
             continue
@@ -204,6 +208,11 @@ def _svg(plot: Plot, result: BacktestResult) -> str:
         )
     parts.append(
         f'<text x="{_PAD_L - 6}" y="{_PAD_T + 10}" text-anchor="end" font-size="11">{y_hi:.3g}</text>'
+    )
+    middle = _PAD_T + inner_h // 2
+    parts.append(
+        f'<text x="14" y="{middle}" font-size="11" text-anchor="middle" transform="rotate(-90 14 {middle})">'
+        f"{html.escape(rule.metric)}</text>"
     )
     parts.append(
         f'<text x="{_PAD_L - 6}" y="{_H - _PAD_B}" text-anchor="end" font-size="11">{y_lo:.3g}</text>'

@@ -74,6 +74,9 @@ class Route(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
     #: Extra field-map entries for this route only; they take precedence over ``ingest.field_map``.
     field_map: dict[str, Any] = Field(default_factory=dict)
+    #: When devices are known by another name than their sensor id (a Zigbee2MQTT friendly name),
+    #: the registry metadata key holding that name: the decoded id is looked up there.
+    sensor_alias: str | None = None
 
     @field_validator("decoder")
     @classmethod
@@ -86,10 +89,26 @@ def _default_routes() -> list[Route]:
         Route(pattern="gateways/{gateway}/json", decoder="json"),
         Route(pattern="gateways/{gateway}/senml", decoder="senml"),
         Route(pattern="gateways/{gateway}/sensors/{sensor_id}/json", decoder="json"),
-        Route(pattern="application/+/device/{sensor_id}/event/+", decoder="chirpstack_v4"),
-        Route(pattern="v3/+/devices/+/+", decoder="ttn_v3"),
+        # Device codecs commonly say "on"/"off" for relays and lamps.
+        Route(
+            pattern="application/+/device/{sensor_id}/event/+",
+            decoder="chirpstack_v4",
+            options={"on_off": True},
+        ),
+        Route(pattern="v3/+/devices/+/+", decoder="ttn_v3", options={"on_off": True}),
         Route(pattern="zigbee2mqtt/bridge/#", ignore=True),
-        Route(pattern="zigbee2mqtt/{sensor_id...}", decoder="flat_json"),
+        Route(
+            pattern="zigbee2mqtt/{sensor_id...}",
+            decoder="flat_json",
+            sensor_alias="zigbee_name",
+            # Zigbee2MQTT's own units: brightness 0..254, energy in kWh; linkquality is radio, not a reading.
+            field_map={
+                "brightness": {"metric": "dim_level", "scale": 1 / 254},
+                "energy": {"metric": "energy_wh", "scale": 1000},
+                "occupancy": "occupied",
+                "linkquality": None,
+            },
+        ),
         Route(pattern="tele/{sensor_id}/SENSOR", decoder="flat_json"),
     ]
 

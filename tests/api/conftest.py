@@ -96,6 +96,8 @@ def _empty_tables(conn: psycopg.Connection[Any]) -> None:
     while pending:
         # A table goes once nothing still pending references it.
         ready = sorted(t for t in pending if not any(parent == t and child in pending for child, parent in refs))
+        if not ready:
+            raise AssertionError(f"foreign keys form a cycle among {sorted(pending)}; empty them another way")
         order.extend(ready)
         pending -= set(ready)
     with conn.transaction():
@@ -218,13 +220,17 @@ def add_incident(
 
 
 def add_ticket(
-    db: psycopg.Connection[Any], incident_ids: list[int], problem: str = "bin_overflow", status: str = "open"
+    db: psycopg.Connection[Any],
+    incident_ids: list[int],
+    problem: str = "bin_overflow",
+    status: str = "open",
+    request_id: str | None = "REQ-77",
 ) -> int:
     row = db.execute(
         """INSERT INTO tickets (problem, reference, status, opened_at, sink, service_request_id, created_at,
                                updated_at, token)
            VALUES (%s, %s, %s, %s, 'open311', %s, %s, %s, 'secret-batch-token') RETURNING id""",
-        (problem, f"S311-{len(incident_ids)}-{problem}", status, T0, "REQ-77", T0, T0),
+        (problem, f"S311-{len(incident_ids)}-{problem}", status, T0, request_id, T0, T0),
     ).fetchone()
     assert row is not None
     ticket_id = int(row[0])

@@ -223,3 +223,45 @@ def test_state_is_stored_only_while_not_normal(conn: psycopg.Connection, tmp_pat
     assert list(state_rows(conn)) == [("full", "bin-7")]
     watermark = conn.execute("SELECT watermark FROM rule_watermarks WHERE rule_id = 'full'").fetchone()[0]
     assert watermark == T0 + minutes(18)
+
+
+def test_received_time_windows_ignore_a_wrong_clock(conn: psycopg.Connection, tmp_path: Path) -> None:
+    text = """
+    rules:
+      - {id: by-event, problem: sensor_silent, metric: "*", aggregate: count, window: 2m, condition: "< 1",
+         no_data: alerting, for: 0, lateness: 0s}
+      - {id: by-arrival, problem: sensor_silent, metric: "*", aggregate: count, window: 2m, condition: "< 1",
+         no_data: alerting, for: 0, lateness: 0s, timestamp: received}
+    """
+    ruleset = rules_from(tmp_path, text)
+    add_sensors(conn, ["bin-1"])
+    # Reports every minute; from minute 10 the device's clock is an hour behind.
+    rows = []
+    for m in range(40):
+        arrived = T0 + minutes(m) + timedelta(seconds=20)
+        carried = arrived - timedelta(hours=1) if m >= 10 else arrived
+        rows.append((carried, arrived, m))
+    add_readings(conn, [(c, "bin-1", "fill_level", 0.5) for c, _, _ in rows])
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE readings SET received_at = %s WHERE sensor_id = 'bin-1' AND time = %s",
+            [(a, c) for c, a, _ in rows],
+        )
+    evaluate(conn, ruleset, 2)
+    report = evaluate(conn, ruleset, 39)
+    assert {(d.rule_id, d.fired_at) for d in report.detections} == {("by-event", T0 + minutes(12))}
+
+
+def test_unless_inhibits_new_problems(conn: psycopg.Connection, tmp_path: Path) -> None:
+    text = FULL.replace("for: 30m", "for: 0").replace(
+        "lateness: 2m",
+        "lateness: 0s\n    unless: {metric: voltage, aggregate: min, window: 5m, condition: '< 100'}",
+    )
+    ruleset = rules_from(tmp_path, text)
+    add_sensors(conn, ["a", "b"])
+    fill(conn, "a", 0, 30, 0.95)
+    fill(conn, "b", 0, 30, 0.95)
+    add_readings(conn, [(T0 + minutes(m) + timedelta(seconds=30), "a", "voltage", 0.0) for m in range(30)])
+    evaluate(conn, ruleset, 0)
+    report = evaluate(conn, ruleset, 20)
+    assert [d.sensor_id for d in report.detections] == ["b"]
