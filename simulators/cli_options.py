@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from sense311.durations import parse_duration as core_parse_duration
 from sense311.errors import ConfigError
 from simulators.encoders import FORMATS
 from simulators.faults import FAULT_KINDS, FaultRates, default_faults
@@ -45,16 +46,10 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|w|d|h|m|s)")
 
 def parse_duration(value: Any) -> timedelta:
     """A ``timedelta`` from seconds, ``"90s"``, ``"15m"``, ``"1h30m"``, ``"1d"``, ``"1w"``."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    text = str(value).strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return timedelta(seconds=float(text))
-    if text and _DURATION.sub("", text) == "":
-        return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
-    raise ValueError("must be a duration like 90s, 15m, 6h, 1d or 1h30m")
+    try:
+        return core_parse_duration(value)
+    except ValueError:
+        raise ValueError("must be a duration like 90s, 15m, 6h, 1d or 1h30m") from None
 
 
 def _parse_time(value: Any) -> Any:
