@@ -103,8 +103,10 @@ class MqttPublisher:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
-        # paho's own window must not be the bottleneck: the semaphore is the bound.
-        self._client.max_inflight_messages_set(max_inflight)
+        # The semaphore is the bound. paho's own window stays unlimited (0): with a limit set,
+        # paho re-scans every outstanding message on each PUBACK, which made publishing cost
+        # O(window) per message.
+        self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
         self._client.connect_timeout = connect_timeout
         if self.address.username:

@@ -38,7 +38,7 @@ def publish_all(url: str, messages: Iterable[tuple[str, bytes]], qos: int = 1, t
     )
     if parts.username:
         client.username_pw_set(parts.username, parts.password)
-    client.max_inflight_messages_set(200)
+    client.max_inflight_messages_set(0)  # unlimited: with a limit paho re-scans its queue per PUBACK
     client.max_queued_messages_set(0)
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.loop_start()
