@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detectors import get_detector  # noqa: E402
+from detectors import get_detector
 
 #: The scoring job's default instant interval (s).
 INTERVAL = 300.0
@@ -74,7 +74,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     readings = int(args.days * DAY / args.step)
-    print(f"{args.sensors} sensors × {args.days:g} days, one reading every {args.step:g} s ({readings} per sensor)")
+    print(
+        f"{args.sensors} sensors × {args.days:g} days, "
+        f"one reading every {args.step:g} s ({readings} per sensor)"
+    )
     print(f"{'detector':<12} {'training (s)':>13} {'µs/reading':>11} {'scoring sensor-instants/s':>26}")
     for name in args.detectors.split(","):
         train_s, score_s, sensor_instants = run(name.strip(), args.sensors, args.days, args.step)

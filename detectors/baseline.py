@@ -85,21 +85,39 @@ class CycleBaseline:
         order = np.lexsort((v, b))
         b, v = b[order], v[order]
         touched, first, sizes = np.unique(b, return_index=True, return_counts=True)
-        for bucket, lo, size in zip(touched.tolist(), first.tolist(), sizes.tolist(), strict=True):
-            values = v[lo : lo + size]
-            median = float(np.median(values))
-            spread = float(np.median(np.abs(values - median)) * mad_correction(size))
-            slot = self.slot[bucket]
-            self.medians[bucket, slot] = median
-            self.spreads[bucket, slot] = spread
-            self.slot[bucket] = (slot + 1) % self.keep
-            self.count[bucket] = min(self.count[bucket] + 1, self.keep)
+        medians = _group_medians(v, first, sizes)
+        deviations = np.abs(v - np.repeat(medians, sizes))
+        # Sort the deviations within each bucket (buckets stay in place: b is already sorted).
+        deviations = deviations[np.lexsort((deviations, b))]
+        spreads = _group_medians(deviations, first, sizes) * mad_correction(sizes)
+        slots = self.slot[touched]
+        self.medians[touched, slots] = medians
+        self.spreads[touched, slots] = spreads
+        self.slot[touched] = (slots + 1) % self.keep
+        self.count[touched] = np.minimum(self.count[touched] + 1, self.keep)
         rows = self.medians[touched]
-        expected = np.nanmedian(rows, axis=1)
-        between = np.nanmedian(np.abs(rows - expected[:, None]), axis=1) * mad_correction(self.count[touched])
+        counts = self.count[touched]
+        expected = _row_medians(rows, counts)
+        between = _row_medians(np.abs(rows - expected[:, None]), counts) * mad_correction(counts)
         within = np.nanmean(self.spreads[touched], axis=1)
         self.expected[touched] = expected
         self.scale[touched] = MAD_TO_SIGMA * np.hypot(between, within)
+
+
+def _group_medians(sorted_values: np.ndarray, first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Medians of consecutive groups of sorted values (the mean of the two middle ones when even)."""
+    lo = sorted_values[first + (sizes - 1) // 2]
+    hi = sorted_values[first + sizes // 2]
+    return (lo + hi) / 2
+
+
+def _row_medians(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Medians of each row's first ``counts`` non-NaN values (NaN sorts last)."""
+    ordered = np.sort(rows, axis=1)
+    index = np.arange(len(rows))
+    lo = ordered[index, np.maximum((counts - 1) // 2, 0)]
+    hi = ordered[index, np.maximum(counts // 2, 0)]
+    return np.where(counts > 0, (lo + hi) / 2, np.nan)
 
 
 def day_groups(day: np.ndarray) -> list[tuple[int, int, int]]:

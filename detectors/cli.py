@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detectors.settings import DetectorSettings
+from detectors.settings import DetectorSettings, detector_settings
 from sense311.errors import ConfigError, Sense311Error
 
 __all__ = ["detectors_app"]
@@ -73,8 +73,7 @@ def _settings(config: Path | None) -> tuple[Any, DetectorSettings]:
     from sense311.settings import load_settings
 
     settings = load_settings(config)
-    detectors = getattr(settings, "detectors", None)
-    return settings, detectors if isinstance(detectors, DetectorSettings) else DetectorSettings()
+    return settings, detector_settings(settings)
 
 
 def _connect(settings: Any) -> Any:

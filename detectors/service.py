@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from detectors.jobs import Scorer, ScoreReport, TrainResult, score_instants, train_models
-from detectors.settings import DetectorSettings
+from detectors.settings import DetectorSettings, detector_settings
 from sense311.errors import DatabaseError
 
 __all__ = ["DEFAULT_TICK", "SCORE_JOB_ID", "TRAIN_JOB_ID", "DetectorService"]
@@ -39,7 +39,7 @@ class DetectorService:
         if tick <= timedelta(0):
             raise ValueError(f"tick must be > 0, got {tick}")
         self.settings = settings
-        self.detectors = detectors if detectors is not None else settings.detectors
+        self.detectors = detectors if detectors is not None else detector_settings(settings)
         self.tick_interval = tick
         self.scorer = Scorer(self.detectors)
         self.last_scores: ScoreReport | None = None

@@ -26,14 +26,21 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detectors.registry import detector_class, get_detector
 from detectors.timebase import check_timezone
 from sense311.durations import Duration
 from sense311.errors import ConfigError
 
-__all__ = ["ANY_METRIC", "DetectorJob", "DetectorSettings", "PeerSettings", "default_jobs"]
+__all__ = [
+    "ANY_METRIC",
+    "DetectorJob",
+    "DetectorSettings",
+    "PeerSettings",
+    "default_jobs",
+    "detector_settings",
+]
 
 #: ``metrics: ["*"]`` reads the times of every metric of a sensor (for the silent detector).
 ANY_METRIC = "*"
@@ -199,6 +206,9 @@ def default_jobs() -> list[DetectorJob]:
             "targets": ["drift"],
             "threshold": 0.9,
             "for": "30m",
+            # Off until it is good enough: on the simulated city it finds 18 % of drifts and files
+            # 45 false tickets per 1,000 sensor-days (weekend traffic shifts the peer residual).
+            "enabled": False,
         },
         {
             "name": "level_drift",
@@ -209,6 +219,8 @@ def default_jobs() -> list[DetectorJob]:
             "targets": ["drift"],
             "threshold": 0.5,
             "for": "30m",
+            # Off until it is good enough: the forest has not isolated a bin's drift yet.
+            "enabled": False,
         },
         {
             "name": "spikes",
@@ -271,3 +283,16 @@ class DetectorSettings(_Section):
                 return job
         names = [j.name for j in self.jobs]
         raise ConfigError(f"no detector job named {name!r}{_suggest(name, names, 'jobs')}")
+
+
+def detector_settings(settings: Any) -> DetectorSettings:
+    """``settings.detectors`` as ``DetectorSettings`` (validated from a plain mapping if need be)."""
+    section = getattr(settings, "detectors", None)
+    if isinstance(section, DetectorSettings):
+        return section
+    try:
+        return DetectorSettings.model_validate(section or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting detectors.{where}: {first['msg']}") from None

@@ -73,8 +73,26 @@ class Series:
         return len(self.time)
 
 
+def _counts_up_to(series: Series, n: int, first: int, step: int, k: int, shift: int) -> np.ndarray:
+    """For evenly spaced instants ``first + j·step``: how many readings of each sensor have
+    ``time + shift <= instant j``, shaped (N, K). Integer counting, exact: each reading first
+    counts at instant ``ceil((time + shift − first) / step)``."""
+    start = -((first - series.time - shift) // step)  # ceil division on integers
+    start = np.clip(start, 0, k)  # k: never within the instants
+    cells = np.bincount(series.sensor * (k + 1) + start, minlength=n * (k + 1)).reshape(n, k + 1)
+    return np.cumsum(cells[:, :k], axis=1)
+
+
 def _slices(series: Series, n: int, instants: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Index bounds ``[lo, hi)`` of each (instant, sensor) window, each shaped (K, N)."""
+    k = len(instants)
+    step = int(instants[1] - instants[0]) if k > 1 else 1
+    if k == 1 or (step > 0 and (np.diff(instants) == step).all()):
+        # Evenly spaced (always, from the evaluator and backtests): count instead of searching.
+        offsets = np.searchsorted(series.sensor, np.arange(n), side="left")
+        hi = offsets[:, None] + _counts_up_to(series, n, int(instants[0]), step, k, 0)
+        lo = offsets[:, None] + _counts_up_to(series, n, int(instants[0]), step, k, window)
+        return lo.T, hi.T
     base = int(instants[0]) - window
     span = int(instants[-1]) - base + 1
     if len(series):
@@ -85,10 +103,11 @@ def _slices(series: Series, n: int, instants: np.ndarray, window: int) -> tuple[
     if n * span >= _KEY_LIMIT:
         raise ValueError(f"{n} sensors over {span / 1e6:.0f} s is too large for one pass; split the instants")
     key = series.sensor.astype(np.int64) * span + (series.time - base)
-    sensors = np.arange(n, dtype=np.int64)[None, :] * span
-    q_hi = sensors + (instants[:, None] - base)
-    hi = np.searchsorted(key, q_hi, side="right")
-    lo = np.searchsorted(key, q_hi - window, side="right")
+    # Queries laid out sensor by sensor are ascending, which lets searchsorted resume from the
+    # previous answer instead of starting each search afresh (several times faster).
+    q_hi = (np.arange(n, dtype=np.int64)[:, None] * span + (instants[None, :] - base)).ravel()
+    hi = np.searchsorted(key, q_hi, side="right").reshape(n, -1).T
+    lo = np.searchsorted(key, q_hi - window, side="right").reshape(n, -1).T
     return lo, hi
 
 
@@ -97,7 +116,11 @@ def _fold(values: np.ndarray, lo: np.ndarray, count: np.ndarray, kind: str, cent
 
     Cells are visited longest first so step ``j`` touches a prefix of them (a slice, not a mask).
     """
-    order = np.argsort(-count, kind="stable")
+    longest = int(count.max()) if len(count) else 0
+    # Longest first; a stable sort keeps each sensor's cells together. A 16-bit key lets numpy
+    # radix-sort it (several times faster than sorting int64).
+    key = (longest - count).astype(np.uint16) if longest < 2**16 else -count
+    order = np.argsort(key, kind="stable")
     lo_s = lo[order]
     n_s = count[order]
     acc = np.empty(len(order), dtype=np.float64)
@@ -137,15 +160,17 @@ def window_aggregates(
     """
     instants = np.asarray(instants, dtype=np.int64)
     k = len(instants)
-    out = np.full((k, n), np.nan)
     if k == 0 or n == 0:
-        return out, np.zeros((k, n), dtype=np.int64)
+        return np.full((k, n), np.nan), np.zeros((k, n), dtype=np.int64)
     lo, hi = _slices(series, n, instants, window)
+    # Work sensor by sensor, (N, K): neighbouring cells then read neighbouring readings.
+    lo, hi = np.ascontiguousarray(lo.T), np.ascontiguousarray(hi.T)
     count = hi - lo
+    out = np.full((n, k), np.nan)
     has = count > 0
     if not has.any():
-        return out, count
-    t_cell = np.broadcast_to(instants[:, None], (k, n))[has]
+        return out.T, count.T
+    t_cell = np.broadcast_to(instants[None, :], (n, k))[has]
     clo, chi, cn = lo[has], hi[has], count[has]
     v, tm = series.value, series.time
     name = spec.name
@@ -175,7 +200,7 @@ def window_aggregates(
     else:
         raise ValueError(f"unknown aggregate {name!r}")
     out[has] = res
-    return out, count
+    return out.T, count.T
 
 
 def _level_aggregate(

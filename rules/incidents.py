@@ -175,29 +175,37 @@ def group_tickets(
 ) -> list[Ticket]:
     """Tickets for ``incidents`` (in opening order); ``locations`` maps sensor id → (lat, lon).
 
-    An incident without a location never groups.
+    An incident without a location never groups. Incidents are visited in opening order, so a
+    ticket older than ``window`` can take no more members and leaves the candidates for good.
     """
     tickets: list[Ticket] = []
+    # problem → tickets still within the window, oldest first
+    recent: dict[str, list[Ticket]] = {}
+    # A degree of latitude is about 111 km everywhere: a cheap bound before the exact distance.
+    reach_deg = distance_m / 111_000.0
     for incident in sorted(incidents, key=lambda i: (i.opened_at, i.problem, i.sensor_id)):
         here = locations.get(incident.sensor_id)
-        best: tuple[float, int] | None = None
+        candidates = recent.setdefault(incident.problem, [])
+        while candidates and incident.opened_at - candidates[0].opened_at > window:
+            candidates.pop(0)
+        best: tuple[float, Ticket] | None = None
         if here is not None and distance_m > 0:
-            for n, ticket in enumerate(tickets):
-                if ticket.problem != incident.problem or incident.opened_at - ticket.opened_at > window:
-                    continue
+            for ticket in candidates:
                 if all(
                     m.closed_at is not None and m.closed_at <= incident.opened_at for m in ticket.incidents
                 ):
                     continue  # every member resolved: that ticket is done
                 for member in ticket.incidents:
                     there = locations.get(member.sensor_id)
-                    if there is None:
+                    if there is None or abs(there[0] - here[0]) > reach_deg:
                         continue
                     d = _distance_m(here, there)
                     if d <= distance_m and (best is None or d < best[0]):
-                        best = (d, n)
+                        best = (d, ticket)
         if best is None:
-            tickets.append(Ticket(incident.problem, incident.opened_at, [incident]))
+            ticket = Ticket(incident.problem, incident.opened_at, [incident])
+            tickets.append(ticket)
+            candidates.append(ticket)
         else:
-            tickets[best[1]].incidents.append(incident)
+            best[1].incidents.append(incident)
     return tickets

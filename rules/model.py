@@ -59,6 +59,8 @@ from rules.schedule import DAYS, STANDARD_SUNSET_ELEVATION, City, Schedule, Time
 from sense311.durations import format_duration, parse_duration
 
 __all__ = [
+    "ANY_METRIC",
+    "DETECTOR_PREFIX",
     "NO_DATA_MODES",
     "SEVERITIES",
     "TIMESTAMPS",

@@ -1,9 +1,9 @@
 """What a rule reads from the database: its sensors, and their readings over an event-time range.
 
 One query per rule and range, whatever the number of sensors: the selected sensors go into a
-temporary table (numbered in id order), and the readings come back as one row per sensor holding
-two arrays (``array_agg`` of the times and of the values) in PostgreSQL's binary array format,
-which numpy reads in place: 12 bytes a reading and no Python object per reading. (A binary
+temporary table (numbered in id order), and the readings come back as a few rows of three arrays
+(``array_agg`` of sensor numbers, times and values) in PostgreSQL's binary array format, which
+numpy reads in place: no Python object per reading, nor per sensor. (A binary
 ``COPY`` was measured 4–5× slower: the server sends one message per row and each costs a
 Python call; see ``bench/rules.py``.)
 
@@ -30,9 +30,13 @@ __all__ = ["SELECTION_TABLE", "fetch_series", "select_sensors", "table_exists"]
 SELECTION_TABLE = "_rule_selection"
 #: PostgreSQL's timestamps count microseconds from 2000-01-01 UTC; ours from 1970-01-01.
 _PG_EPOCH_US = 946_684_800_000_000
+#: Sensors per result row: each row holds three arrays (sensor numbers, times, values) for a
+#: group of sensors, few rows to parse, and no array near PostgreSQL's 1 GB limit.
+SENSORS_PER_ROW = 1024
 #: A one-dimensional binary array: ndim, has-nulls flag, element type, size, lower bound.
 _ARRAY_HEADER = 20
 #: Each element of a binary int8 / float8 / timestamptz array: its length (8), then its bytes.
+_SENSOR_ELEMENT = np.dtype([("length", ">i4"), ("item", ">i4")])
 _TIME_ELEMENT = np.dtype([("length", ">i4"), ("item", ">i8")])
 _VALUE_ELEMENT = np.dtype([("length", ">i4"), ("item", ">f8")])
 #: Sorting and hashing 100,000 sensor ids in memory instead of spilling to disk.
@@ -69,41 +73,41 @@ def select_sensors(conn: psycopg.Connection, selector: Selector) -> list[str]:
     Sensor number ``i`` in the readings ``fetch_series`` returns is ``ids[i]``.
     """
     where, params = _where(selector)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(SELECTION_TABLE)))
+    table = sql.Identifier(SELECTION_TABLE)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
     conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(WORK_MEM)))
-    conn.execute(
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} (id text, idx int4) ON COMMIT DROP").format(table))
+    # Filling the table returns its rows: one round trip fewer than reading them back.
+    rows = conn.execute(
         sql.SQL(
-            "CREATE TEMP TABLE {} ON COMMIT DROP AS "
-            'SELECT id, (row_number() OVER (ORDER BY id COLLATE "C") - 1)::int4 AS idx '
-            "FROM sensors WHERE {}"
-        ).format(sql.Identifier(SELECTION_TABLE), where),
+            'INSERT INTO {} SELECT id, (row_number() OVER (ORDER BY id COLLATE "C") - 1)::int4 '
+            "FROM sensors WHERE {} RETURNING idx, id"
+        ).format(table, where),
         params,
-    )
-    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(SELECTION_TABLE)))
-    rows = conn.execute(sql.SQL("SELECT id FROM {} ORDER BY idx").format(sql.Identifier(SELECTION_TABLE)))
-    return [r[0] for r in rows.fetchall()]
+    ).fetchall()
+    ids: list[str] = [""] * len(rows)
+    for idx, sensor_id in rows:
+        ids[idx] = sensor_id
+    return ids
 
 
 def _elements(blobs: list[bytes], dtype: np.dtype) -> np.ndarray:
     body = b"".join(memoryview(b)[_ARRAY_HEADER:] for b in blobs)
     items = np.frombuffer(body, dtype=dtype)
-    if len(items) and (items["length"] != 8).any():
+    if len(items) and (items["length"] != dtype["item"].itemsize).any():
         raise ValueError("unexpected binary array layout (a NULL element?)")
     return items["item"]
 
 
-def _parse_arrays(rows: list[tuple[int, bytes, bytes]]) -> Series:
+def _parse_arrays(rows: list[tuple[bytes, bytes, bytes]], ties: bool) -> Series:
     if not rows:
         return Series.empty()
-    counts = np.array(
-        [(len(t) - _ARRAY_HEADER) // _TIME_ELEMENT.itemsize for _, t, _ in rows], dtype=np.int64
-    )
-    sensor = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    sensor = _elements([r[0] for r in rows], _SENSOR_ELEMENT).astype(np.int64)
     time = _elements([r[1] for r in rows], _TIME_ELEMENT).astype(np.int64) + _PG_EPOCH_US
     value = _elements([r[2] for r in rows], _VALUE_ELEMENT).astype(np.float64)
     # (sensor, time) order; ties (several metrics at one time with metric '*') by value, so the
     # order — and with it every sum — never depends on how the server returned the rows.
-    order = np.lexsort((value, time, sensor))
+    order = np.lexsort((value, time, sensor) if ties else (time, sensor))
     return Series(sensor[order], time[order], value[order])
 
 
@@ -133,10 +137,11 @@ def fetch_series(
             "WHERE {which} AND {col} > {lo} AND {col} <= {hi} AND value <> 'NaN'::float8"
         ).format(col=column, which=which, lo=sql.Literal(lo), hi=sql.Literal(hi))
     query = sql.SQL(
-        "SELECT s.idx, array_send(array_agg(r.t)), array_send(array_agg(r.value)) "
-        "FROM ({source}) r JOIN {sel} s ON s.id = r.sensor_id GROUP BY s.idx"
-    ).format(source=source, sel=selection)
+        "SELECT array_send(array_agg(s.idx)), array_send(array_agg(r.t)), array_send(array_agg(r.value)) "
+        "FROM ({source}) r JOIN {sel} s ON s.id = r.sensor_id GROUP BY s.idx / {per}"
+    ).format(source=source, sel=selection, per=sql.Literal(SENSORS_PER_ROW))
     with conn.cursor(binary=True) as cur:
         cur.execute(query)
         rows = cur.fetchall()
-    return _parse_arrays(rows)
+    # One metric has one reading per (sensor, time) (the readings key); '*' may have several.
+    return _parse_arrays(rows, ties=metric == ANY_METRIC)

@@ -134,7 +134,6 @@ def step(
     (the rule's ``unless`` guard holds) nothing new starts: normal stays normal, pending returns
     to normal, and firing or recovering sensors stay as they are.
     """
-    moves = None
     if params.no_data == "ok":
         cond = cond & ~nodata
         clear = clear | nodata
@@ -142,28 +141,37 @@ def step(
         cond = cond | nodata
         clear = clear & ~nodata
     else:
-        moves = ~nodata
-    code = state.code
+        cond = cond & ~nodata  # keep_last: nothing moves without data (see ``still`` below)
+    # Only sensors that are not normal, or whose condition holds, can change: most instants
+    # touch a handful of a rule's sensors, so the work below runs on those alone.
+    busy = np.flatnonzero((state.code != NORMAL) | cond)
+    if not len(busy):
+        return busy
+    code = state.code[busy]
+    since = state.since[busy]
+    cond = cond[busy]
+    clear = clear[busy]
     normal = code == NORMAL
     pending = code == PENDING
     firing = code == FIRING
     recovering = code == RECOVERING
-    if moves is not None:
-        normal &= moves
-        pending &= moves
-        firing &= moves
-        recovering &= moves
+    if params.no_data == "keep_last":
+        still = nodata[busy]
+        pending &= ~still
+        firing &= ~still
+        recovering &= ~still
 
     start = normal & cond
     drop = pending & ~cond
-    ripe = pending & cond & (t - state.since >= params.for_us)
+    ripe = pending & cond & (t - since >= params.for_us)
     calm = firing & clear
     relapse = recovering & ~clear
-    settle = recovering & clear & (t - state.since >= params.clear_for_us)
+    settle = recovering & clear & (t - since >= params.clear_for_us)
     if hold is not None:
-        free = ~hold
+        held = hold[busy]
+        free = ~held
         start &= free
-        drop |= pending & hold
+        drop |= pending & held
         ripe &= free
         calm &= free
         relapse &= free
@@ -181,37 +189,45 @@ def step(
     if not changed.any():
         return np.empty(0, dtype=np.int64)
 
+    onset = state.onset[busy]
+    fired = state.fired[busy]
     # Detections: from pending (onset = when pending began) or at once from normal (onset = t).
-    for i in np.flatnonzero(ripe | fire_now):
-        onset = int(state.since[i]) if ripe[i] else t
-        emit(Event("detection", int(i), t, onset, t, float(value[i])))
-    for i in np.flatnonzero(settle | resolve_now):
-        emit(Event("resolution", int(i), t, _opt(state.onset[i]), _opt(state.fired[i]), float(value[i])))
+    for j in np.flatnonzero(ripe | fire_now):
+        i = int(busy[j])
+        emit(Event("detection", i, t, int(since[j]) if ripe[j] else t, t, float(value[i])))
+    for j in np.flatnonzero(settle | resolve_now):
+        i = int(busy[j])
+        emit(Event("resolution", i, t, _opt(onset[j]), _opt(fired[j]), float(value[i])))
 
     to_normal = drop | settle | resolve_now
     code[to_normal] = NORMAL
-    state.since[to_normal] = NO_TIME
-    state.onset[to_normal] = NO_TIME
-    state.fired[to_normal] = NO_TIME
+    since[to_normal] = NO_TIME
+    onset[to_normal] = NO_TIME
+    fired[to_normal] = NO_TIME
 
     code[start] = PENDING
-    state.since[start] = t
-    state.onset[start] = t
+    since[start] = t
+    onset[start] = t
 
     fire = ripe | fire_now
-    state.onset[fire_now] = t
+    onset[fire_now] = t
     code[fire] = FIRING
-    state.since[fire] = t
-    state.fired[fire] = t
+    since[fire] = t
+    fired[fire] = t
 
     code[calm] = RECOVERING
-    state.since[calm] = t
+    since[calm] = t
 
     code[relapse] = FIRING
-    state.since[relapse] = state.fired[relapse]
+    since[relapse] = fired[relapse]
 
-    state.value[changed] = value[changed]
-    return np.flatnonzero(changed)
+    state.code[busy] = code
+    state.since[busy] = since
+    state.onset[busy] = onset
+    state.fired[busy] = fired
+    moved = busy[changed]
+    state.value[moved] = value[moved]
+    return moved
 
 
 def run(

@@ -37,11 +37,13 @@ app.add_typer(db_app, name="db")
 
 def _register_package_commands() -> None:
     """The packages' own command groups; the CLI is one of the places allowed to wire them in."""
+    from detectors.cli import detectors_app
     from rules.cli import rules_app
     from ticketing.cli import open311_server, tickets_app
 
     app.add_typer(rules_app, name="rules")
     app.add_typer(tickets_app, name="tickets")
+    app.add_typer(detectors_app, name="detectors")
     app.command("open311-server")(open311_server)
 
 

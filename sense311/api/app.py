@@ -12,17 +12,20 @@ CLI and the service runner) allowed to import ``rules``, ``ticketing`` and ``det
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from psycopg_pool import ConnectionPool
 
 from rules.loader import RuleSource
 from sense311 import __version__
 from sense311.api import admin, dashboard, deadletters, detectors, health, incidents, readings, rules, sensors
+from sense311.api.auth import SCHEME_PREFIX
 from sense311.api.context import AppContext
 from sense311.api.errors import install_handlers
 from sense311.api.metrics import MetricsMiddleware
@@ -48,13 +51,6 @@ Errors answer `{"error": "<one line>"}`. Times are ISO 8601; a time without a zo
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _api_settings(settings: Settings, api: ApiSettings | None) -> ApiSettings:
-    if api is not None:
-        return api
-    attached = getattr(settings, "api", None)
-    return attached if isinstance(attached, ApiSettings) else ApiSettings()
 
 
 def _open_pool(settings: Settings, api: ApiSettings) -> ConnectionPool:
@@ -83,13 +79,13 @@ def create_app(
 ) -> FastAPI:
     """The API as an ASGI application.
 
-    ``api`` defaults to ``settings.api`` (when attached) or the defaults. ``pool`` is used as
+    ``api`` defaults to the settings' ``api:`` section (``ApiSettings.from_settings``). ``pool`` is used as
     given and left open at shutdown; without one, the app opens its own at start-up and closes
     it at shutdown. ``broker_ready`` reports the MQTT connection to /readyz (None: not
     checked). ``rules_source`` is the rule set to list and backtest (default: ``api.rules``).
     ``clock`` returns the current UTC time (injectable for tests).
     """
-    api = _api_settings(settings, api)
+    api = api if api is not None else ApiSettings.from_settings(settings)
     ctx = AppContext(
         settings=settings,
         api=api,
@@ -136,4 +132,55 @@ def create_app(
         app.include_router(dashboard.router)
     for router in extra_routers:
         app.include_router(router)
+    app.openapi = lambda: _document(app, api)  # type: ignore[method-assign]
     return app
+
+
+def _document(app: FastAPI, api: ApiSettings) -> dict[str, Any]:
+    """FastAPI's OpenAPI document with one ``bearer`` scheme and each operation's scope stated.
+
+    Open reads take a token but do not need one, which OpenAPI says with an empty alternative
+    (``{}``) in the operation's security list.
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    for name in [n for n in schemes if n.startswith(SCHEME_PREFIX)]:
+        del schemes[name]
+    schemes["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (`sense311 api token create`): `Authorization: Bearer s311_…`.",
+    }
+    for operation in _operations(document):
+        scope = next(
+            (
+                n[len(SCHEME_PREFIX) :]
+                for req in operation["security"]
+                for n in req
+                if n.startswith(SCHEME_PREFIX)
+            ),
+            None,
+        )
+        if scope is None:
+            continue
+        operation["x-required-scope"] = scope
+        if scope == "read" and not api.read_requires_token:
+            operation["security"] = [{}, {"bearer": []}]
+            note = "Open to everyone; a token, when sent, must be valid."
+        else:
+            operation["security"] = [{"bearer": []}]
+            note = f"Needs a token with the `{scope}` scope."
+        operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+    app.openapi_schema = document
+    return document
+
+
+def _operations(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                yield operation

@@ -19,14 +19,14 @@ from psycopg_pool import PoolTimeout
 from sense311.api.context import AppContext, get_context
 from sense311.api.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from sense311.api.metrics import RATE_LIMITED
-from sense311.api.tokens import Scope, TokenInfo, has_scope, verify_token
+from sense311.api.tokens import SCOPES, Scope, TokenInfo, has_scope, verify_token
 
-__all__ = ["Principal", "require"]
+__all__ = ["SCHEME_PREFIX", "Principal", "require"]
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="An API token (`sense311 api token create --scope write`) as `Authorization: Bearer …`.",
-)
+#: One scheme per scope, so the OpenAPI document can tell which scope each operation needs;
+#: ``app._document`` merges them into one ``bearer`` scheme with ``x-required-scope``.
+SCHEME_PREFIX = "sense311-"
+_BEARERS = {scope: HTTPBearer(auto_error=False, scheme_name=f"{SCHEME_PREFIX}{scope}") for scope in SCOPES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def require(scope: Scope) -> Callable[..., Principal]:
 
     def dependency(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+        credentials: HTTPAuthorizationCredentials | None = Depends(_BEARERS[scope]),  # noqa: B008
     ) -> Principal:
         ctx = get_context(request)
         address = f"ip:{_address(request)}"

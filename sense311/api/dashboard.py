@@ -127,7 +127,7 @@ def _panels(ctx: AppContext) -> tuple[str, str]:
             return incidents_panel(conn), tickets_panel(conn)
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         log.warning("dashboard: cannot read incidents and tickets: %s", exc)
-        note = '<p class="error">The database does not answer; see /readyz.</p>'
+        note = '<p class="error">Cannot read the database; see /readyz and the service log.</p>'
         return note, note
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sense311.api.auth import require
 from sense311.api.context import AppContext, get_context, get_db
 from sense311.api.errors import ERROR_RESPONSES, Invalid, NotFound
-from sense311.api.models import Page, Text, utc
+from sense311.api.models import IsoTime, Page, Text, utc
 
 __all__ = ["router"]
 
@@ -32,8 +32,8 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 PREVIEW_BYTES = 200
 MAX_OFFSET = 2**31 - 1
 
-StartQ = Annotated[datetime | None, Query(description="received_at ≥ start (ISO 8601).")]
-EndQ = Annotated[datetime | None, Query(description="received_at ≤ end (ISO 8601).")]
+StartQ = Annotated[IsoTime | None, Query(description="received_at ≥ start (ISO 8601).")]
+EndQ = Annotated[IsoTime | None, Query(description="received_at ≤ end (ISO 8601).")]
 
 
 class DeadLetter(BaseModel):

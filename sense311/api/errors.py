@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sense311.errors import ConfigError, DatabaseError, Sense311Error, TransientDatabaseError
 
@@ -167,13 +168,36 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return _response(422, _validation_message(errors[0]) + more, details if len(errors) > 1 else None)
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str:
+    # Each method of a path is its own route, so the 405 of the first one would name only its
+    # method; the answer must list every method the path supports: ask the router for each.
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            r.matches({**request.scope, "method": method})[0] == Match.FULL for r in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    messages = {404: f"no such path: {request.url.path}", 405: f"method {request.method} not allowed here"}
-    message = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else None
-    return _response(
-        exc.status_code, message or messages.get(exc.status_code, "HTTP error"), None, exc.headers
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed(request)
+        headers["Allow"] = allowed
+        return _response(405, f"method {request.method} not allowed here; allowed: {allowed}", None, headers)
+    if exc.status_code == 404:
+        return _response(404, f"no such path: {request.url.path}", None, headers)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8, a broken form).
+        return _response(400, "the request body cannot be read: send UTF-8 JSON", None, headers)
+    message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    return _response(exc.status_code, message, None, headers)
 
 
 async def _on_sense311(request: Request, exc: Exception) -> JSONResponse:
@@ -226,6 +250,7 @@ def _doc(description: str) -> dict[str, Any]:
 
 #: Documented on every /api/v1 operation, so clients (and the contract test) know the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _doc("The body cannot be read (not UTF-8, a broken form)"),
     401: _doc("No token, or an unknown, expired or revoked one"),
     403: _doc("The token lacks the scope"),
     404: _doc("Not found"),

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sense311.api.auth import require
 from sense311.api.context import AppContext, get_context, get_db
 from sense311.api.errors import ERROR_RESPONSES, Invalid, NotFound
-from sense311.api.models import Page, Text, utc
+from sense311.api.models import IsoTime, Page, Text, utc
 from ticketing.errors import OutboxError
 from ticketing.tickets import load_ticket
 
@@ -328,8 +328,8 @@ def list_detections(
     problem: ProblemQ = None,
     rule_id: Annotated[Text | None, Query(max_length=200)] = None,
     kind: Annotated[Literal["detection", "resolution"] | None, Query()] = None,
-    start: Annotated[datetime | None, Query(description="fired_at ≥ start (ISO 8601).")] = None,
-    end: Annotated[datetime | None, Query(description="fired_at ≤ end (ISO 8601).")] = None,
+    start: Annotated[IsoTime | None, Query(description="fired_at ≥ start (ISO 8601).")] = None,
+    end: Annotated[IsoTime | None, Query(description="fired_at ≤ end (ISO 8601).")] = None,
     limit: LimitQ = 100,
     offset: OffsetQ = 0,
 ) -> Page[Detection]:

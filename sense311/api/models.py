@@ -7,17 +7,20 @@ here and refused with a 422 naming the field, rather than failing later inside t
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from sense311.api.errors import Invalid
 from sense311.durations import format_duration
 
 __all__ = [
+    "IsoTime",
     "Page",
     "Strict",
+    "StrictBody",
     "Text",
     "check_json",
     "check_text",
@@ -55,9 +58,30 @@ def check_json(value: Any, depth: int = 0) -> Any:
 #: A string that PostgreSQL can store.
 Text = Annotated[str, AfterValidator(check_text)]
 
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$")
+
+
+def _iso_time(value: Any) -> Any:
+    # pydantic also reads numbers as Unix times; '0.5' as a time is a mistake, not 1970.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO.match(value.strip()):
+        raise ValueError(f"expected an ISO 8601 time like '2026-03-01T00:00:00Z', got {value!r}")
+    return value.strip()
+
+
+#: A time as ISO 8601 text (or a datetime); a time without a zone is UTC (see ``utc``).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class StrictBody(BaseModel):
+    """A JSON body taken as typed: ``false`` is not 0 and ``"1"`` is not a number."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Page(BaseModel, Generic[T]):

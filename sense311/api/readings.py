@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sense311.api.auth import require
 from sense311.api.context import AppContext, get_context, get_db
 from sense311.api.errors import ERROR_RESPONSES, Invalid
-from sense311.api.models import Text, resolve_range
+from sense311.api.models import IsoTime, Text, resolve_range
 from sense311.durations import format_duration, parse_duration
 
 __all__ = ["router"]
@@ -35,8 +35,8 @@ MIN_BUCKET = timedelta(seconds=1)
 MAX_BUCKET = timedelta(days=366)
 
 SensorQ = Annotated[Text, Query(min_length=1, max_length=200, description="The sensor's id.")]
-StartQ = Annotated[datetime | None, Query(description="ISO 8601; default: 24 h before end.")]
-EndQ = Annotated[datetime | None, Query(description="ISO 8601; default: now.")]
+StartQ = Annotated[IsoTime | None, Query(description="ISO 8601; default: 24 h before end.")]
+EndQ = Annotated[IsoTime | None, Query(description="ISO 8601; default: now.")]
 
 
 class Reading(BaseModel):

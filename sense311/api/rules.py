@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +24,7 @@ from sense311.api.auth import require
 from sense311.api.body import media_type, read_body
 from sense311.api.context import AppContext, get_context
 from sense311.api.errors import ERROR_RESPONSES, Invalid, UnsupportedMedia
-from sense311.api.models import Strict, Text, utc
+from sense311.api.models import IsoTime, Strict, Text, utc
 from sense311.durations import format_duration
 
 __all__ = ["router"]
@@ -77,8 +77,8 @@ class Validation(BaseModel):
 
 
 class BacktestRequest(Strict):
-    start: datetime = Field(description="ISO 8601, UTC when no zone is given.")
-    end: datetime = Field(description="ISO 8601, UTC when no zone is given.")
+    start: IsoTime = Field(description="ISO 8601, UTC when no zone is given.")
+    end: IsoTime = Field(description="ISO 8601, UTC when no zone is given.")
     rule_ids: list[Text] | None = Field(
         default=None, description="Only these rules (default: every enabled one)."
     )
@@ -121,6 +121,17 @@ def _load_posted(text: str, name: str) -> tuple[RuleSet | None, list[Problem], d
         rename = {str(path): name}
         try:
             return load_rules(path), [], rename
+        except yaml.YAMLError as exc:
+            # The loader reports YAML errors itself, except those PyYAML raises before parsing
+            # (characters YAML does not allow); say the same here.
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "position", None)
+            line = mark.line + 1 if hasattr(mark, "line") else None
+            reason = getattr(exc, "reason", None) or getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            return (
+                None,
+                [Problem(file=name, line=line, field=None, message=f"invalid YAML: {reason}")],
+                rename,
+            )
         except RuleFileError as exc:
             problems = [
                 Problem(file=rename.get(p.file, name), line=p.line, field=p.field, message=p.message)
@@ -134,6 +145,8 @@ async def _posted_yaml(request: Request, ctx: AppContext) -> str:
     if media and media not in _YAML_TYPES:
         raise UnsupportedMedia(f"send the rule file as application/yaml (or text/plain), not {media!r}")
     data = await read_body(request, ctx.api.max_upload_bytes)
+    if not data:
+        raise Invalid("the request has no body; send the rule file's YAML")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

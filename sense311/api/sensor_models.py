@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
-from sense311.api.models import Strict, Text, check_json, check_text
+from sense311.api.models import StrictBody, Text, check_json, check_text
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -49,7 +49,7 @@ SensorId = Annotated[str, AfterValidator(check_sensor_id)]
 Tag = Annotated[str, Field(max_length=100), AfterValidator(_check_tag)]
 
 
-class SensorFields(Strict):
+class SensorFields(StrictBody):
     """A sensor's registry fields; ``lat`` and ``lon`` (WGS 84 degrees) come together or not at all."""
 
     kind: Annotated[Text, Field(min_length=1, max_length=100)]
@@ -94,7 +94,7 @@ class SensorIn(SensorFields):
     id: SensorId
 
 
-class SensorPatch(Strict):
+class SensorPatch(StrictBody):
     """The fields to change; a field sent as null is cleared (``kind`` cannot be)."""
 
     kind: Annotated[Text, Field(min_length=1, max_length=100)] | None = None

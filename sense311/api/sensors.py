@@ -1,5 +1,8 @@
 """/api/v1/sensors: the device registry — list, read, create, replace, change, delete, import.
 
+Imports are ``POST /api/v1/sensor-imports`` rather than a path below ``/sensors``, where any
+name could also be a sensor's id.
+
 Sensor ids may contain '/' (``centrum/bin-0001``), so they are the rest of the path; the
 readings of a sensor are therefore at ``/api/v1/readings?sensor_id=…``, not below it.
 """
@@ -198,7 +201,7 @@ _IMPORT_BODY = {
 
 
 @router.post(
-    "/sensors/import",
+    "/sensor-imports",
     dependencies=WRITE,
     summary="Import sensors from CSV or GeoJSON",
     openapi_extra=_IMPORT_BODY,

@@ -1,7 +1,8 @@
 """The API served by uvicorn in a background thread: for the service runner, the demo and tests.
 
 ``port=0`` takes a free port; ``url`` is known once ``start()`` returns, which is when the socket
-accepts connections (or start-up failed, which raises).
+accepts connections (or start-up failed, which raises). uvicorn leaves signal handling to the
+main thread when it runs in another one, so the runner's own handlers stay in charge.
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ class _Server(uvicorn.Server):
         finally:
             self._ready.set()
 
-    def install_signal_handlers(self) -> None:
-        # Signals belong to the main thread's owner (the service runner), not to this server.
-        return None
-
 
 class ApiServer:
+    """uvicorn serving ``app`` in a daemon thread; a context manager (start on enter, stop on exit)."""
+
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
         self._ready = threading.Event()

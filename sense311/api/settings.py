@@ -7,10 +7,12 @@ plain numbers of seconds are floats and say so in their name.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sense311.durations import Duration
+from sense311.errors import ConfigError
 
 __all__ = ["ApiSettings"]
 
@@ -19,6 +21,19 @@ class ApiSettings(BaseModel):
     """The API's section of the settings; every field has a working default."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ApiSettings:
+        """The ``api:`` section of the sense311 settings, validated; ``ConfigError`` names the field."""
+        section = getattr(settings, "api", None)
+        if isinstance(section, ApiSettings):
+            return section
+        try:
+            return cls.model_validate(section or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"invalid setting api.{where}: {first['msg']}") from None
 
     #: Loopback by default: exposing the API is a decision, not an accident.
     host: str = "127.0.0.1"

@@ -95,7 +95,9 @@ def _empty_tables(conn: psycopg.Connection[Any]) -> None:
     pending = set(tables)
     while pending:
         # A table goes once nothing still pending references it.
-        ready = sorted(t for t in pending if not any(parent == t and child in pending for child, parent in refs))
+        ready = sorted(
+            t for t in pending if not any(parent == t and child in pending for child, parent in refs)
+        )
         if not ready:
             raise AssertionError(f"foreign keys form a cycle among {sorted(pending)}; empty them another way")
         order.extend(ready)
@@ -240,7 +242,8 @@ def add_ticket(
             (ticket_id, incident_id, T0),
         )
     db.execute(
-        """INSERT INTO outbox (ticket_id, sink, state, attempts, available_at, created_at, updated_at, sent_at)
+        """INSERT INTO outbox (ticket_id, sink, state, attempts, available_at, created_at, updated_at,
+                              sent_at)
            VALUES (%s, 'open311', 'sent', 1, %s, %s, %s, %s)""",
         (ticket_id, T0, T0, T0, T0),
     )
@@ -253,10 +256,15 @@ def add_ticket(
 
 
 def add_detection(
-    db: psycopg.Connection[Any], sensor_id: str, fired_at: datetime, kind: str = "detection", value: float = 0.97
+    db: psycopg.Connection[Any],
+    sensor_id: str,
+    fired_at: datetime,
+    kind: str = "detection",
+    value: float = 0.97,
 ) -> int:
     row = db.execute(
-        """INSERT INTO detections (rule_id, rule_version, sensor_id, problem, kind, fired_at, onset, value, evidence)
+        """INSERT INTO detections (rule_id, rule_version, sensor_id, problem, kind, fired_at, onset, value,
+                                   evidence)
            VALUES ('bin-overflow', 'v1', %s, 'bin_overflow', %s, %s, %s, %s, %s) RETURNING id""",
         (sensor_id, kind, fired_at, fired_at - timedelta(minutes=5), value, Jsonb({"value": value})),
     ).fetchone()

@@ -67,7 +67,10 @@ def test_metrics_count_requests_by_route(api: Api) -> None:
     for _ in range(3):
         api.http.get("/api/v1/sensors/some/sensor")
     text = api.http.get("/metrics").text
-    assert 'sense311_api_requests_total{method="GET",route="/api/v1/sensors/{sensor_id:path}",status="404"}' in text
+    assert (
+        'sense311_api_requests_total{method="GET",route="/api/v1/sensors/{sensor_id:path}",status="404"}'
+        in text
+    )
     assert "sense311_api_request_duration_seconds_bucket" in text
     assert "process_cpu_seconds_total" in text or "python_info" in text
 
@@ -101,7 +104,15 @@ def test_dead_letters_by_reason(api: Api) -> None:
     rows = [
         (T0, "city/bins/1", b'{"fill": "x"', "bad_json", "line 1", "json", None),
         (T0 + timedelta(minutes=1), "city/bins/2", b"\xff\xfe", "bad_json", "not UTF-8", "json", None),
-        (T0 + timedelta(minutes=2), "city/bins/3", b'{"sensor_id": "zz"}', "unknown_sensor", "", "json", "zz"),
+        (
+            T0 + timedelta(minutes=2),
+            "city/bins/3",
+            b'{"sensor_id": "zz"}',
+            "unknown_sensor",
+            "",
+            "json",
+            "zz",
+        ),
     ]
     for row in rows:
         api.db.execute(

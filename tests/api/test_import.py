@@ -20,7 +20,7 @@ def _count(api: Api) -> int:
 def test_csv_import_creates_and_updates(api: Api) -> None:
     add_sensors(api.db, {"id": "west/light-0001", "kind": "lamp"})
     response = api.http.post(
-        "/api/v1/sensors/import", content=CSV, headers={**api.auth("write"), "Content-Type": "text/csv"}
+        "/api/v1/sensor-imports", content=CSV, headers={**api.auth("write"), "Content-Type": "text/csv"}
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"format": "csv", "rows": 3, "created": 2, "updated": 1, "dry_run": False}
@@ -37,7 +37,7 @@ def test_csv_import_creates_and_updates(api: Api) -> None:
 def test_a_bad_row_rejects_the_whole_file(api: Api) -> None:
     bad = CSV + b"centrum/bin-0003,bin,95.0,4.89,,,,,,\n" + b"centrum/bin-0004,,52.1,4.8,,,,,,\n"
     response = api.http.post(
-        "/api/v1/sensors/import", content=bad, headers={**api.auth("write"), "Content-Type": "text/csv"}
+        "/api/v1/sensor-imports", content=bad, headers={**api.auth("write"), "Content-Type": "text/csv"}
     )
     assert response.status_code == 422
     body = response.json()
@@ -49,21 +49,27 @@ def test_a_bad_row_rejects_the_whole_file(api: Api) -> None:
 
 def test_csv_header_and_shape_problems(api: Api) -> None:
     headers = {**api.auth("write"), "Content-Type": "text/csv"}
-    typo = api.http.post("/api/v1/sensors/import", content=b"id,knd,lat\nx,bin,1\n", headers=headers)
+    typo = api.http.post("/api/v1/sensor-imports", content=b"id,knd,lat\nx,bin,1\n", headers=headers)
     assert typo.status_code == 422
     assert "row 1: 'knd': unknown column; did you mean 'kind'?" in typo.json()["error"]
 
-    ragged = api.http.post("/api/v1/sensors/import", content=b"id,kind\na,bin\nb,bin,extra\n", headers=headers)
+    ragged = api.http.post(
+        "/api/v1/sensor-imports", content=b"id,kind\na,bin\nb,bin,extra\n", headers=headers
+    )
     assert "row 3: expected 2 columns, got 3" in ragged.json()["error"]
 
-    duplicate = api.http.post("/api/v1/sensors/import", content=b"id,kind\na,bin\na,light\n", headers=headers)
+    duplicate = api.http.post("/api/v1/sensor-imports", content=b"id,kind\na,bin\na,light\n", headers=headers)
     assert "row 3: 'id': duplicate sensor id 'a' (first at row 2)" in duplicate.json()["error"]
 
-    latin1 = api.http.post("/api/v1/sensors/import", content="id,kind\nstraße,bin\n".encode("latin-1"), headers=headers)
+    latin1 = api.http.post(
+        "/api/v1/sensor-imports", content="id,kind\nstraße,bin\n".encode("latin-1"), headers=headers
+    )
     assert latin1.status_code == 422 and "not UTF-8" in latin1.json()["error"]
 
     unknown_type = api.http.post(
-        "/api/v1/sensors/import", content=b"id,kind\n", headers={**api.auth("write"), "Content-Type": "text/html"}
+        "/api/v1/sensor-imports",
+        content=b"id,kind\n",
+        headers={**api.auth("write"), "Content-Type": "text/html"},
     )
     assert unknown_type.status_code == 415
     assert _count(api) == 0
@@ -74,7 +80,13 @@ def test_geojson_import_and_a_bad_feature(api: Api) -> None:
         {
             "type": "Feature",
             "geometry": {"type": "Point", "coordinates": [4.8922, 52.3731]},
-            "properties": {"id": "bin-1", "kind": "bin", "tags": ["a", "b"], "bin_id": "B-1", "district": "centrum"},
+            "properties": {
+                "id": "bin-1",
+                "kind": "bin",
+                "tags": ["a", "b"],
+                "bin_id": "B-1",
+                "district": "centrum",
+            },
         },
         {
             "type": "Feature",
@@ -85,7 +97,7 @@ def test_geojson_import_and_a_bad_feature(api: Api) -> None:
     ]
     doc = {"type": "FeatureCollection", "features": features}
     headers = {**api.auth("write"), "Content-Type": "application/geo+json"}
-    response = api.http.post("/api/v1/sensors/import", content=json.dumps(doc), headers=headers)
+    response = api.http.post("/api/v1/sensor-imports", content=json.dumps(doc), headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["created"] == 2
     one = api.http.get("/api/v1/sensors/bin-1").json()
@@ -93,24 +105,38 @@ def test_geojson_import_and_a_bad_feature(api: Api) -> None:
     assert one["metadata"] == {"bin_id": "B-1"} and one["tags"] == ["a", "b"]
     assert api.http.get("/api/v1/sensors/42").json()["metadata"] == {"pole": "P-42"}
 
-    features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": []}, "properties": {}})
-    features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [200, 10]}, "properties": {"id": "z", "kind": "bin"}})
-    rejected = api.http.post("/api/v1/sensors/import", content=json.dumps(doc), headers=headers)
+    features.append(
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": []}, "properties": {}}
+    )
+    features.append(
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [200, 10]},
+            "properties": {"id": "z", "kind": "bin"},
+        }
+    )
+    rejected = api.http.post("/api/v1/sensor-imports", content=json.dumps(doc), headers=headers)
     assert rejected.status_code == 422
-    assert rejected.json()["error"].startswith("GeoJSON file rejected, nothing imported: feature 3: 'geometry':")
+    assert rejected.json()["error"].startswith(
+        "GeoJSON file rejected, nothing imported: feature 3: 'geometry':"
+    )
     assert [d["feature"] for d in rejected.json()["details"]] == [3, 4]
 
-    broken = api.http.post("/api/v1/sensors/import", content=b'{"type": "FeatureCollection",', headers=headers)
+    broken = api.http.post(
+        "/api/v1/sensor-imports", content=b'{"type": "FeatureCollection",', headers=headers
+    )
     assert broken.status_code == 422 and "not valid JSON at line 1" in broken.json()["error"]
 
 
 def test_multipart_upload_and_dry_run(api: Api) -> None:
     files = {"file": ("registry.csv", CSV, "text/csv")}
-    dry = api.http.post("/api/v1/sensors/import", params={"dry_run": "true"}, files=files, headers=api.auth("write"))
+    dry = api.http.post(
+        "/api/v1/sensor-imports", params={"dry_run": "true"}, files=files, headers=api.auth("write")
+    )
     assert dry.status_code == 200, dry.text
     assert dry.json() == {"format": "csv", "rows": 3, "created": 3, "updated": 0, "dry_run": True}
     assert _count(api) == 0
-    real = api.http.post("/api/v1/sensors/import", files=files, headers=api.auth("write"))
+    real = api.http.post("/api/v1/sensor-imports", files=files, headers=api.auth("write"))
     assert real.json()["created"] == 3 and _count(api) == 3
 
 
@@ -118,6 +144,6 @@ def test_uploads_are_bounded(api_server: object) -> None:
     api = api_server(max_upload_bytes=2048)  # type: ignore[operator]
     big = b"id,kind\n" + b"".join(f"s{i},bin\n".encode() for i in range(1000))
     response = api.http.post(
-        "/api/v1/sensors/import", content=big, headers={**api.auth("write"), "Content-Type": "text/csv"}
+        "/api/v1/sensor-imports", content=big, headers={**api.auth("write"), "Content-Type": "text/csv"}
     )
     assert response.status_code == 413 and "at most 2048" in response.json()["error"]

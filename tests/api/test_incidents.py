@@ -21,7 +21,9 @@ def _fill(api: Api) -> dict[str, int]:
         "closed": add_incident(api.db, "bin-1", status="closed", first_seen=T0 - timedelta(days=2)),
     }
     ids["ticket"] = add_ticket(api.db, [ids["one"], ids["two"]])
-    ids["lamp_ticket"] = add_ticket(api.db, [ids["dark"]], problem="lamp_out", status="pending", request_id=None)
+    ids["lamp_ticket"] = add_ticket(
+        api.db, [ids["dark"]], problem="lamp_out", status="pending", request_id=None
+    )
     add_detection(api.db, "bin-1", T0)
     add_detection(api.db, "bin-1", T0 + timedelta(minutes=30), kind="resolution", value=0.5)
     add_detection(api.db, "bin-2", T0)
@@ -32,7 +34,9 @@ def test_incidents_list_and_filters(api: Api) -> None:
     ids = _fill(api)
     everything = api.http.get("/api/v1/incidents").json()
     assert everything["total"] == 4
-    assert [i["id"] for i in everything["items"]] == sorted(ids[k] for k in ("one", "two", "dark", "closed"))[::-1]
+    assert [i["id"] for i in everything["items"]] == sorted(ids[k] for k in ("one", "two", "dark", "closed"))[
+        ::-1
+    ]
 
     def listed(**params: object) -> list[int]:
         return [i["id"] for i in api.http.get("/api/v1/incidents", params=params).json()["items"]]
@@ -53,7 +57,10 @@ def test_incident_detail_has_evidence_ticket_and_detections(api: Api) -> None:
     detail = api.http.get(f"/api/v1/incidents/{ids['one']}").json()
     assert detail["evidence"] == {"aggregate": "min", "value": 0.97}
     assert detail["ticket"]["id"] == ids["ticket"] and detail["ticket"]["members"] == 2
-    assert [(d["kind"], d["sensor_id"]) for d in detail["history"]] == [("detection", "bin-1"), ("resolution", "bin-1")]
+    assert [(d["kind"], d["sensor_id"]) for d in detail["history"]] == [
+        ("detection", "bin-1"),
+        ("resolution", "bin-1"),
+    ]
     assert api.http.get("/api/v1/incidents/999999").status_code == 404
     assert api.http.get("/api/v1/incidents/0").status_code == 422
 

@@ -30,11 +30,17 @@ def test_raw_readings_by_sensor_metric_and_range(api: Api) -> None:
     assert [r["value"] for r in limited["items"]] == [0.5, 0.4, 0.3, 0.2] and limited["truncated"] is True
 
     # Both metrics without a metric filter; a time without a zone is UTC.
-    naive = {"sensor_id": "centrum/bin-1", "start": "2026-03-02T12:00:00", "end": "2026-03-02T12:00:00.000001"}
+    naive = {
+        "sensor_id": "centrum/bin-1",
+        "start": "2026-03-02T12:00:00",
+        "end": "2026-03-02T12:00:00.000001",
+    }
     both = api.http.get("/api/v1/readings", params=naive).json()
     assert sorted(r["metric"] for r in both["items"]) == ["fill_level", "temperature"]
 
-    backwards = api.http.get("/api/v1/readings", params={**params, "start": params["end"], "end": params["start"]})
+    backwards = api.http.get(
+        "/api/v1/readings", params={**params, "start": params["end"], "end": params["start"]}
+    )
     assert backwards.status_code == 422 and "must be after 'start'" in backwards.json()["error"]
     too_many = api.http.get("/api/v1/readings", params={**params, "limit": 10_001})
     assert too_many.status_code == 422 and "use buckets" in too_many.json()["error"]
@@ -60,8 +66,13 @@ def test_bucketed_readings(api: Api) -> None:
     half = api.http.get("/api/v1/readings/buckets", params={**params, "interval": "30m"}).json()
     assert [b["count"] for b in half["items"]] == [3, 3, 3, 3]
 
-    for interval, message in [("fortnight", "expected a duration"), ("0s", "expected 1s to 366d"), ("1s", "buckets of 1s")]:
+    for interval, message in [
+        ("fortnight", "expected a duration"),
+        ("0s", "expected 1s to 366d"),
+        ("1s", "buckets of 1s"),
+    ]:
         response = api.http.get(
-            "/api/v1/readings/buckets", params={**params, "interval": interval, "end": (T0 + timedelta(days=1)).isoformat()}
+            "/api/v1/readings/buckets",
+            params={**params, "interval": interval, "end": (T0 + timedelta(days=1)).isoformat()},
         )
         assert response.status_code == 422 and message in response.json()["error"], (interval, response.text)

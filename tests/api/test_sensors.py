@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api, add_incident, add_readings, add_sensors, T0
+from tests.api.conftest import T0, Api, add_incident, add_readings, add_sensors
 
 
 def test_create_read_update_delete(api: Api) -> None:
@@ -33,7 +33,9 @@ def test_create_read_update_delete(api: Api) -> None:
     assert body["tags"] == ["underground", "paper"] and body["metadata"] == {"capacity_l": 3000}
     assert body["latest"] == [] and body["open_problems"] == []
 
-    patched = api.http.patch("/api/v1/sensors/centrum/bin-0001", json={"address": None, "tags": ["paper"]}, headers=write)
+    patched = api.http.patch(
+        "/api/v1/sensors/centrum/bin-0001", json={"address": None, "tags": ["paper"]}, headers=write
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["address"] is None and patched.json()["tags"] == ["paper"]
     assert patched.json()["kind"] == "bin" and patched.json()["lat"] == 52.37
@@ -42,7 +44,9 @@ def test_create_read_update_delete(api: Api) -> None:
     assert replaced.status_code == 200
     assert replaced.json()["lat"] is None and replaced.json()["metadata"] == {}
 
-    new = api.http.put("/api/v1/sensors/west/light-1", json={"kind": "light", "lat": 52.0, "lon": 4.0}, headers=write)
+    new = api.http.put(
+        "/api/v1/sensors/west/light-1", json={"kind": "light", "lat": 52.0, "lon": 4.0}, headers=write
+    )
     assert new.status_code == 201
 
     deleted = api.http.delete("/api/v1/sensors/centrum/bin-0001", headers=write)
@@ -78,7 +82,12 @@ def test_list_filters_and_pages(api: Api) -> None:
     add_sensors(
         api.db,
         *[
-            {"id": f"bin-{i:02d}", "kind": "bin", "district": "north" if i % 2 else "south", "tags": ["a", "b"] if i < 4 else ["a"]}
+            {
+                "id": f"bin-{i:02d}",
+                "kind": "bin",
+                "district": "north" if i % 2 else "south",
+                "tags": ["a", "b"] if i < 4 else ["a"],
+            }
             for i in range(10)
         ],
         {"id": "light-01", "kind": "light", "district": "north"},

@@ -49,7 +49,9 @@ def test_revoked_and_expired_tokens_are_refused(api: Api) -> None:
     now = datetime.now(UTC)
     with api.db.transaction():
         new = create_token(api.db, scope="write", name="short-lived", now=now)
-        expiring = create_token(api.db, scope="write", now=now - timedelta(hours=2), expires_in=timedelta(hours=1))
+        expiring = create_token(
+            api.db, scope="write", now=now - timedelta(hours=2), expires_in=timedelta(hours=1)
+        )
     headers = {"Authorization": f"Bearer {new.token}"}
     assert api.http.post("/api/v1/sensors", json=SENSOR, headers=headers).status_code == 201
 
@@ -60,7 +62,9 @@ def test_revoked_and_expired_tokens_are_refused(api: Api) -> None:
     # Also on an open read: a revoked token never passes silently.
     assert api.http.get("/api/v1/sensors", headers=headers).status_code == 401
 
-    old = api.http.put("/api/v1/sensors/bin-1", json={"kind": "bin"}, headers={"Authorization": f"Bearer {expiring.token}"})
+    old = api.http.put(
+        "/api/v1/sensors/bin-1", json={"kind": "bin"}, headers={"Authorization": f"Bearer {expiring.token}"}
+    )
     assert old.status_code == 401
 
     with pytest.raises(TokenError, match="no active API token"):
@@ -99,7 +103,9 @@ def test_reads_may_require_a_token(api_server: Callable[..., Api]) -> None:
 
 def test_admin_manages_tokens_over_the_api(api: Api) -> None:
     admin = api.auth("admin")
-    created = api.http.post("/api/v1/tokens", json={"scope": "write", "name": "importer", "expires_in": "90d"}, headers=admin)
+    created = api.http.post(
+        "/api/v1/tokens", json={"scope": "write", "name": "importer", "expires_in": "90d"}, headers=admin
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["token"].startswith("s311_") and body["expires_at"] is not None

@@ -162,3 +162,14 @@ def test_a_rule_on_a_detector_score_fires_in_a_backtest(conn: psycopg.Connection
     fired = [(d.sensor_id, d.fired_at) for d in result.detections if d.kind == "detection"]
     # Pending from 20:00 (the first half-power reading), firing 20 minutes later.
     assert fired == [("lamp-4", START + timedelta(days=3, hours=20, minutes=20))]
+
+
+def test_the_service_ticks_with_the_time_it_is_given(conn: psycopg.Connection, settings: object) -> None:
+    from detectors.service import DetectorService
+
+    add_street(conn, days=4)
+    service = DetectorService(settings, settings_with())
+    trained = service.train_tick(START + timedelta(days=3))
+    assert trained is not None and trained[0].status == "trained"
+    report = service.score_tick(START + timedelta(days=3, hours=1))
+    assert report is not None and report.instants == {"lamp_power_low": 6}

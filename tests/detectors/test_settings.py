@@ -49,3 +49,21 @@ def test_bad_parameters_and_duplicates_are_refused() -> None:
 def test_job_lookup_suggests() -> None:
     with pytest.raises(ConfigError, match="no detector job named 'peer_drak'; did you mean 'peer_dark'"):
         DetectorSettings().job("peer_drak")
+
+
+def test_a_plain_section_is_validated_with_its_location() -> None:
+    from types import SimpleNamespace
+
+    from detectors.settings import detector_settings
+
+    assert detector_settings(SimpleNamespace(detectors={})).jobs
+    assert (
+        detector_settings(SimpleNamespace(detectors={"timezone": "Europe/Amsterdam"})).timezone
+        == "Europe/Amsterdam"
+    )
+    with pytest.raises(
+        ConfigError, match=r"^invalid setting detectors\.jobs\.0\.detector: .*did you mean 'spike'"
+    ):
+        detector_settings(
+            SimpleNamespace(detectors={"jobs": [{"name": "x", "detector": "spikee", "metrics": ["a"]}]})
+        )

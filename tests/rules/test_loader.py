@@ -99,6 +99,10 @@ def test_the_documented_error_format(tmp_path: Path) -> None:
          "'select.knd': unknown field; did you mean 'kind'?"),
         ("    metric: fill_level\n", "", 5, "'metric': required field is missing"),
         ("aggregate: max", "aggregate: fraction_above", 20, "'fraction_above' needs a level"),
+        ("severity: high", "severity: high\n    unless: {metrc: voltage, condition: '< 1'}", 25,
+         "'unless.metrc': unknown field; did you mean 'metric'?"),
+        ("severity: high", "severity: high\n    timestamp: arrival", 25,
+         "'timestamp': unknown timestamp 'arrival' (expected one of: event, received)"),
     ],
 )  # fmt: skip
 def test_each_problem_names_line_and_field(

@@ -174,12 +174,12 @@
     const [W, H, L, R, T, B] = [960, 190, 56, 12, 10, 24];
     const box = el("div", { class: "chart", "data-metric": metric });
     box.append(el("h3", {}, metric));
-    const svg = el("svg:svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": metric + " over time" });
-    box.append(svg);
     if (!buckets.length) {
-      svg.append(el("svg:text", { x: L, y: H / 2, class: "tick" }, "No readings in this period."));
+      box.append(el("p", { class: "note" }, "No readings in this period."));
       return box;
     }
+    const svg = el("svg:svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": metric + " over time" });
+    box.append(svg);
     let lo = Math.min(...buckets.map((b) => b.min));
     let hi = Math.max(...buckets.map((b) => b.max));
     for (const d of detections) if (d.value !== null) { lo = Math.min(lo, d.value); hi = Math.max(hi, d.value); }
@@ -192,10 +192,11 @@
     for (const v of ticks(lo + pad, hi - pad, 3)) {
       svg.append(el("svg:text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, formatValue(v)));
     }
-    for (const t of ticks(start, end, 4)) {
+    ticks(start, end, 4).forEach((t, i, all) => {
       const label = new Date(t).toISOString().slice(11, 16) + " UTC";
-      svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": "middle", class: "tick" }, label));
-    }
+      const anchor = i === 0 ? "start" : i === all.length - 1 ? "end" : "middle";
+      svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": anchor, class: "tick" }, label));
+    });
     const times = buckets.map((b) => Date.parse(b.bucket));
     const upper = buckets.map((b, i) => x(times[i]).toFixed(1) + "," + y(b.max).toFixed(1));
     const lower = buckets.map((b, i) => x(times[i]).toFixed(1) + "," + y(b.min).toFixed(1)).reverse();
