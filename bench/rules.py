@@ -36,6 +36,7 @@ from rules import backtest, load_rules  # noqa: E402
 from rules.evaluator import evaluate_rule  # noqa: E402
 from rules.loader import RuleSet  # noqa: E402
 from sense311.db import connect, ensure_partitions, migrate  # noqa: E402
+from sense311.durations import format_duration  # noqa: E402
 from sense311.settings import Settings, load_settings  # noqa: E402
 
 DB = os.environ.get("SENSE311_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -124,7 +125,8 @@ def bench_live(sensors: int, cycles: int) -> None:
             events += len(run.detections)
             assert len(run.instants) == 1 and run.sensors == sensors
         print(
-            f"  {rule.id} ({rule.aggregate} over {rule.window}): {statistics.median(times):.3f} s per cycle "
+            f"  {rule.id} ({rule.aggregate} over {format_duration(rule.window)}): "
+            f"{statistics.median(times):.3f} s per cycle "
             f"(median of {cycles}; min {min(times):.3f}, max {max(times):.3f}), {events} events"
         )
     conn.close()

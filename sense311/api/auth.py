@@ -21,7 +21,7 @@ from sense311.api.errors import Forbidden, RateLimited, Unauthorized, Unavailabl
 from sense311.api.metrics import RATE_LIMITED
 from sense311.api.tokens import SCOPES, Scope, TokenInfo, has_scope, verify_token
 
-__all__ = ["SCHEME_PREFIX", "Principal", "require"]
+__all__ = ["SCHEME_PREFIX", "Principal", "rate_limited", "require"]
 
 #: One scheme per scope, so the OpenAPI document can tell which scope each operation needs;
 #: ``app._document`` merges them into one ``bearer`` scheme with ``x-required-scope``.
@@ -55,6 +55,11 @@ def _verify(ctx: AppContext, presented: str) -> TokenInfo | None:
             return verify_token(conn, presented, now=ctx.clock())
     except PoolTimeout as exc:
         raise Unavailable(f"database unavailable: cannot check the API token ({str(exc).strip()})") from exc
+
+
+def rate_limited(request: Request) -> None:
+    """A dependency charging the client address's bucket, for pages that need no token."""
+    _charge(get_context(request), f"ip:{_address(request)}")
 
 
 def require(scope: Scope) -> Callable[..., Principal]:

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from psycopg.rows import dict_row
 
 from sense311 import __version__
-from sense311.api.auth import require
+from sense311.api.auth import rate_limited, require
 from sense311.api.context import AppContext, get_context
 from sense311.api.errors import NotFound
 
@@ -178,7 +178,7 @@ def _page(ctx: AppContext) -> str:
 """
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[Depends(rate_limited)])
 def page(ctx: Ctx) -> HTMLResponse:
     return HTMLResponse(_page(ctx), headers=_HEADERS)
 

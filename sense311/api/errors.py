@@ -193,9 +193,11 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         return _response(405, f"method {request.method} not allowed here; allowed: {allowed}", None, headers)
     if exc.status_code == 404:
         return _response(404, f"no such path: {request.url.path}", None, headers)
-    if exc.status_code == 400:
-        # FastAPI's answer to a body it cannot decode (not UTF-8, a broken form).
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer to a JSON body it cannot decode (not UTF-8).
         return _response(400, "the request body cannot be read: send UTF-8 JSON", None, headers)
+    if exc.status_code == 400:
+        return _response(400, f"the request body cannot be read: {exc.detail}", None, headers)
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
     return _response(exc.status_code, message, None, headers)
 

@@ -12,6 +12,10 @@ location). ``properties`` carry ``id`` (else the feature's ``id``), ``kind``, ``
 any other property joins the metadata, as GIS exports carry their attributes that way.
 Features are numbered from 1.
 
+Each row also says which fields the file gives (its CSV columns, its feature's properties), so
+an import updates those and leaves the others of an existing sensor alone; metadata keys are
+merged into the existing metadata.
+
 Either file is accepted whole or not at all: ``parse_*`` raise ``Invalid`` listing the problems.
 """
 
@@ -21,6 +25,7 @@ import csv
 import difflib
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,12 +33,20 @@ from pydantic import ValidationError
 from sense311.api.errors import Invalid
 from sense311.api.sensor_models import SensorIn
 
-__all__ = ["CSV_COLUMNS", "MAX_PROBLEMS", "parse_csv", "parse_geojson"]
+__all__ = ["CSV_COLUMNS", "MAX_PROBLEMS", "ImportRow", "parse_csv", "parse_geojson"]
 
 CSV_COLUMNS = ("id", "kind", "lat", "lon", "address", "district", "tags", "gateway")
 METADATA_PREFIX = "metadata."
 #: Problems listed in an error: enough to fix a column mapping mistake at once, not a flood.
 MAX_PROBLEMS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """A validated sensor and the registry fields its row gives (``id`` and ``kind`` always)."""
+
+    sensor: SensorIn
+    fields: frozenset[str]
 
 
 class _Problems:
@@ -87,9 +100,10 @@ def _number(text: str, field: str, row: int, problems: _Problems) -> float | Non
         return None
 
 
-def _check_ids(sensors: list[tuple[int, SensorIn]], problems: _Problems) -> None:
+def _check_ids(rows: list[tuple[int, ImportRow]], problems: _Problems) -> None:
     seen: dict[str, int] = {}
-    for number, sensor in sensors:
+    for number, row in rows:
+        sensor = row.sensor
         if sensor.id in seen:
             problems.add(
                 number,
@@ -100,7 +114,7 @@ def _check_ids(sensors: list[tuple[int, SensorIn]], problems: _Problems) -> None
             seen[sensor.id] = number
 
 
-def parse_csv(data: bytes) -> list[SensorIn]:
+def parse_csv(data: bytes) -> list[ImportRow]:
     """The sensors of a CSV file; ``Invalid`` with every problem (up to MAX_PROBLEMS) otherwise."""
     text = _decode(data)
     problems = _Problems("row")
@@ -131,7 +145,8 @@ def parse_csv(data: bytes) -> list[SensorIn]:
         problems.add(1, name, "column appears twice")
     problems.raise_if_any("CSV file")
 
-    sensors: list[tuple[int, SensorIn]] = []
+    given = frozenset({"metadata" if c.startswith(METADATA_PREFIX) else c for c in columns} | {"id", "kind"})
+    sensors: list[tuple[int, ImportRow]] = []
     row_number = 1
     while True:
         start = reader.line_num + 1
@@ -162,10 +177,10 @@ def parse_csv(data: bytes) -> list[SensorIn]:
                 raw[name] = value or None
         sensor = _validate(raw, row_number, problems)
         if sensor is not None:
-            sensors.append((row_number, sensor))
+            sensors.append((row_number, ImportRow(sensor, given)))
     _check_ids(sensors, problems)
     problems.raise_if_any("CSV file")
-    return [s for _, s in sensors]
+    return [row for _, row in sensors]
 
 
 _KNOWN_PROPERTIES = ("id", "kind", "address", "district", "tags", "gateway", "metadata")
@@ -195,6 +210,9 @@ def _feature(feature: Any, number: int, problems: _Problems) -> dict[str, Any] |
     if isinstance(raw.get("tags"), str):
         raw["tags"] = [t.strip() for t in raw["tags"].split(";") if t.strip()]
     geometry = feature.get("geometry")
+    if "geometry" in feature:
+        # A null geometry clears the location; a feature without the member leaves it.
+        raw["lat"] = raw["lon"] = None
     if geometry is not None:
         coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
         if not isinstance(geometry, dict) or geometry.get("type") != "Point":
@@ -211,7 +229,7 @@ def _feature(feature: Any, number: int, problems: _Problems) -> dict[str, Any] |
     return raw
 
 
-def parse_geojson(data: bytes) -> list[SensorIn]:
+def parse_geojson(data: bytes) -> list[ImportRow]:
     """The sensors of a GeoJSON FeatureCollection; ``Invalid`` with every problem otherwise."""
     text = _decode(data)
     try:
@@ -230,14 +248,17 @@ def parse_geojson(data: bytes) -> list[SensorIn]:
             "GeoJSON file rejected, nothing imported: expected a FeatureCollection with a 'features' list"
         )
     problems = _Problems("feature")
-    sensors: list[tuple[int, SensorIn]] = []
+    sensors: list[tuple[int, ImportRow]] = []
     for number, feature in enumerate(doc["features"], start=1):
         raw = _feature(feature, number, problems)
         if raw is None:
             continue
+        given = frozenset(raw) | {"id", "kind"}
+        if not raw["metadata"]:
+            given -= {"metadata"}
         sensor = _validate(raw, number, problems)
         if sensor is not None:
-            sensors.append((number, sensor))
+            sensors.append((number, ImportRow(sensor, given)))
     _check_ids(sensors, problems)
     problems.raise_if_any("GeoJSON file")
-    return [s for _, s in sensors]
+    return [row for _, row in sensors]

@@ -9,6 +9,7 @@ readings of a sensor are therefore at ``/api/v1/readings?sensor_id=…``, not be
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -32,7 +33,7 @@ from sense311.api.errors import (
     UnsupportedMedia,
 )
 from sense311.api.models import Page, Text
-from sense311.api.sensor_import import parse_csv, parse_geojson
+from sense311.api.sensor_import import ImportRow, parse_csv, parse_geojson
 from sense311.api.sensor_models import (
     LatestReading,
     SensorDetail,
@@ -57,6 +58,11 @@ _COLUMNS = "id, kind, lat, lon, address, district, tags, gateway, metadata, crea
 #: Sensors the map endpoint returns at most: ~150 bytes of JSON each, so about 7 MB.
 MAX_MAP_SENSORS = 50_000
 MAX_OFFSET = 2**31 - 1
+#: Form fields besides the file that an upload may carry (and that are ignored): browsers and
+#: tools add a few of their own.
+MAX_FORM_FIELDS = 10
+#: Forms need python-multipart; without it uploads still work as a plain body.
+MULTIPART = any(importlib.util.find_spec(name) for name in ("python_multipart", "multipart"))
 
 
 class ImportResult(BaseModel):
@@ -220,12 +226,13 @@ async def import_sensors(
     CSV columns: ``id,kind,lat,lon,address,district,tags,gateway`` (tags ``;``-separated) plus
     ``metadata.<key>``. GeoJSON: a FeatureCollection of Points whose properties carry the same
     fields. A bad row rejects the whole file; the error names its row (CSV: the header is row 1)
-    or feature (from 1).
+    or feature (from 1). An existing sensor takes the fields the file gives (an empty value
+    clears one) and keeps the others; metadata keys are merged into its metadata.
     """
     data, kind = await _read_upload(request, ctx.api.max_upload_bytes, format)
-    sensors = parse_csv(data) if kind == "csv" else parse_geojson(data)
-    created, updated = await run_in_threadpool(_upsert, ctx, sensors, dry_run)
-    return ImportResult(format=kind, rows=len(sensors), created=created, updated=updated, dry_run=dry_run)
+    rows = parse_csv(data) if kind == "csv" else parse_geojson(data)
+    created, updated = await run_in_threadpool(_upsert, ctx, rows, dry_run)
+    return ImportResult(format=kind, rows=len(rows), created=created, updated=updated, dry_run=dry_run)
 
 
 _CONTENT_TYPES = {
@@ -239,7 +246,12 @@ _CONTENT_TYPES = {
 async def _read_upload(request: Request, limit: int, fmt: str | None) -> tuple[bytes, str]:
     media = media_type(request)
     if media == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=0)
+        if not MULTIPART:
+            raise UnsupportedMedia(
+                "this server cannot read forms (python-multipart is not installed); "
+                "send the file as the body with Content-Type text/csv or application/geo+json"
+            )
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise Invalid("the form has no 'file' field holding the file")
@@ -263,30 +275,49 @@ async def _read_upload(request: Request, limit: int, fmt: str | None) -> tuple[b
     return data, chosen
 
 
-def _upsert(ctx: AppContext, sensors: list[SensorIn], dry_run: bool) -> tuple[int, int]:
-    if not sensors:
+_OPTIONAL = ("lat", "lon", "address", "district", "tags", "gateway")
+
+
+def _upsert(ctx: AppContext, rows: list[ImportRow], dry_run: bool) -> tuple[int, int]:
+    if not rows:
         return 0, 0
-    rows = [s.model_dump() for s in sensors]
-    flags: list[tuple[bool]] = []
+    data = [{**r.sensor.model_dump(), "fields": sorted(r.fields)} for r in rows]
+    keep = ",\n".join(f"{f} = CASE WHEN '{f}' = ANY(d.fields) THEN d.{f} ELSE s.{f} END" for f in _OPTIONAL)
+    counts = (0, 0)
     with ctx.connection() as conn, conn.transaction():
-        # One statement for the whole file: a jsonb array becomes rows, so 10,000 sensors are
-        # one round trip; xmax = 0 tells an inserted row from an updated one.
-        flags = conn.execute(
-            """INSERT INTO sensors (id, kind, lat, lon, address, district, tags, gateway, metadata)
-               SELECT id, kind, lat, lon, address, district, coalesce(tags, '{}'), gateway,
-                      coalesce(metadata, '{}')
-               FROM jsonb_populate_recordset(NULL::sensors, %s)
-               ON CONFLICT (id) DO UPDATE SET
-                   kind = EXCLUDED.kind, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
-                   address = EXCLUDED.address, district = EXCLUDED.district, tags = EXCLUDED.tags,
-                   gateway = EXCLUDED.gateway, metadata = EXCLUDED.metadata, updated_at = now()
-               RETURNING (xmax = 0)""",
-            (Jsonb(rows),),
-        ).fetchall()
+        # Counts stay exact only if no one else adds sensors meanwhile; ingest's auto-registration
+        # waits for the import (a file of 10,000 sensors takes well under a second).
+        conn.execute("LOCK TABLE sensors IN SHARE ROW EXCLUSIVE MODE")
+        # One statement for the whole file: the jsonb array becomes rows; existing sensors take
+        # the fields their row gives, the others are inserted.
+        row = conn.execute(
+            f"""WITH d AS (
+                    SELECT * FROM jsonb_to_recordset(%s) AS x(
+                        id text, kind text, lat float8, lon float8, address text, district text,
+                        tags text[], gateway text, metadata jsonb, fields text[])),
+                updated AS (
+                    UPDATE sensors s SET
+                        kind = d.kind,
+                        {keep},
+                        metadata = CASE WHEN 'metadata' = ANY(d.fields) THEN s.metadata || d.metadata
+                                        ELSE s.metadata END,
+                        updated_at = now()
+                    FROM d WHERE s.id = d.id
+                    RETURNING s.id),
+                inserted AS (
+                    INSERT INTO sensors (id, kind, lat, lon, address, district, tags, gateway, metadata)
+                    SELECT id, kind, lat, lon, address, district, coalesce(tags, '{{}}'), gateway,
+                           coalesce(metadata, '{{}}')
+                    FROM d WHERE NOT EXISTS (SELECT 1 FROM sensors s WHERE s.id = d.id)
+                    RETURNING id)
+                SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated)""",
+            (Jsonb(data),),
+        ).fetchone()
+        assert row is not None
+        counts = (int(row[0]), int(row[1]))
         if dry_run:
             raise psycopg.Rollback()
-    created = sum(1 for (f,) in flags if f)
-    return created, len(flags) - created
+    return counts
 
 
 def _row(db: psycopg.Connection[Any], sensor_id: str, lock: bool = False) -> dict[str, Any] | None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from sense311.api.sensors import MULTIPART
 from tests.api.conftest import Api, add_sensors
 
 CSV = b"""id,kind,lat,lon,address,district,tags,gateway,metadata.bin_id,metadata.capacity_l
@@ -32,6 +35,29 @@ def test_csv_import_creates_and_updates(api: Api) -> None:
     assert second["address"] == "Dam 2, rear" and second["metadata"] == {"bin_id": "B-18"}
     light = api.http.get("/api/v1/sensors/west/light-0001").json()
     assert light["kind"] == "light" and light["lat"] is None
+
+
+def test_an_update_changes_only_what_the_file_gives(api: Api) -> None:
+    add_sensors(
+        api.db,
+        {
+            "id": "bin-1",
+            "kind": "bin",
+            "lat": 52.0,
+            "lon": 4.0,
+            "district": "old",
+            "metadata": {"keep": 1, "bin_id": "A"},
+        },
+    )
+    api.db.execute("UPDATE sensors SET address = 'Dam 1', gateway = 'gw-7'")
+    headers = {**api.auth("write"), "Content-Type": "text/csv"}
+    body = b"id,kind,district,lat,lon,metadata.bin_id\nbin-1,bin,,52.5,4.5,B\n"
+    response = api.http.post("/api/v1/sensor-imports", content=body, headers=headers)
+    assert response.json()["updated"] == 1
+    sensor = api.http.get("/api/v1/sensors/bin-1").json()
+    assert (sensor["lat"], sensor["lon"], sensor["district"]) == (52.5, 4.5, None)  # given; empty clears
+    assert (sensor["address"], sensor["gateway"]) == ("Dam 1", "gw-7")  # not in the file: kept
+    assert sensor["metadata"] == {"keep": 1, "bin_id": "B"}  # merged
 
 
 def test_a_bad_row_rejects_the_whole_file(api: Api) -> None:
@@ -128,6 +154,7 @@ def test_geojson_import_and_a_bad_feature(api: Api) -> None:
     assert broken.status_code == 422 and "not valid JSON at line 1" in broken.json()["error"]
 
 
+@pytest.mark.skipif(not MULTIPART, reason="python-multipart is not installed: forms cannot be read")
 def test_multipart_upload_and_dry_run(api: Api) -> None:
     files = {"file": ("registry.csv", CSV, "text/csv")}
     dry = api.http.post(
@@ -136,7 +163,10 @@ def test_multipart_upload_and_dry_run(api: Api) -> None:
     assert dry.status_code == 200, dry.text
     assert dry.json() == {"format": "csv", "rows": 3, "created": 3, "updated": 0, "dry_run": True}
     assert _count(api) == 0
-    real = api.http.post("/api/v1/sensor-imports", files=files, headers=api.auth("write"))
+    # Other form fields (tools add their own) are ignored.
+    real = api.http.post(
+        "/api/v1/sensor-imports", files=files, data={"source": "gis"}, headers=api.auth("write")
+    )
     assert real.json()["created"] == 3 and _count(api) == 3
 
 

@@ -18,4 +18,4 @@ CREATE TABLE api_tokens (
 
 -- The dashboard and /api/v1/incidents?sensor_id=… look incidents up by sensor; ticketing's own
 -- indexes lead with the problem.
-CREATE INDEX incidents_sensor_idx ON incidents (sensor_id, id);
+CREATE INDEX api_incidents_sensor_idx ON incidents (sensor_id, id);
