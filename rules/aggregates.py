@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rules.errors import RulesError
+
 __all__ = ["AGGREGATES", "AggregateSpec", "Series", "window_aggregates"]
 
 #: name → (takes a level, what it computes). Units: the metric's, except where stated.
@@ -101,7 +103,7 @@ def _slices(series: Series, n: int, instants: np.ndarray, window: int) -> tuple[
         base = min(base, tmin)
         span = max(int(instants[-1]), tmax) - base + 1
     if n * span >= _KEY_LIMIT:
-        raise ValueError(f"{n} sensors over {span / 1e6:.0f} s is too large for one pass; split the instants")
+        raise RulesError(f"{n} sensors over {span / 1e6:.0f} s is too large for one pass; split the instants")
     key = series.sensor.astype(np.int64) * span + (series.time - base)
     # Queries laid out sensor by sensor are ascending, which lets searchsorted resume from the
     # previous answer instead of starting each search afresh (several times faster).
@@ -198,7 +200,7 @@ def window_aggregates(
     elif name in ("fraction_above", "fraction_below", "changes"):
         res = _level_aggregate(series, spec, clo, chi, t_cell)
     else:
-        raise ValueError(f"unknown aggregate {name!r}")
+        raise RulesError(f"unknown aggregate {name!r}")
     out[has] = res
     return out.T, count.T
 

@@ -27,6 +27,7 @@ from rules.instants import aligned_range, from_us
 from rules.loader import RuleSet
 from rules.query import select_sensors
 from rules.state import NORMAL, STATE_NAMES, Event, MachineState, Transitions
+from sense311.errors import ConfigError
 from sense311.types import Detection
 
 __all__ = ["BacktestResult", "RuleSummary", "Span", "backtest", "detection_key"]
@@ -170,7 +171,7 @@ def backtest(
     runs in its own read transaction.
     """
     if end <= start:
-        raise ValueError(
+        raise ConfigError(
             f"the backtest's end ({end.isoformat()}) must be after its start ({start.isoformat()})"
         )
     result = BacktestResult(start, end)

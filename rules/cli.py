@@ -294,10 +294,7 @@ def backtest_cmd(
 def _run_backtest(
     conn: Any, ruleset: RuleSet, since: datetime, until: datetime, rule_ids: list[str] | None
 ) -> BacktestResult:
-    try:
-        return backtest(conn, ruleset, since, until, rule_ids=rule_ids)
-    except KeyError as exc:
-        raise ConfigError(f"Invalid value for '--rule': {exc.args[0]}") from None
+    return backtest(conn, ruleset, since, until, rule_ids=rule_ids)
 
 
 @rules_app.command("diff")

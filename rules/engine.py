@@ -20,6 +20,7 @@ import numpy as np
 import psycopg
 
 from rules.aggregates import Series, window_aggregates
+from rules.errors import RulesError
 from rules.instants import from_us, us
 from rules.model import Rule
 from rules.query import fetch_series
@@ -165,7 +166,7 @@ def evaluate_range(
         data = series
         if data is None:
             if conn is None:
-                raise ValueError("evaluate_range needs a connection or a series")
+                raise RulesError("evaluate_range needs a connection or a series")
             data = fetch_series(
                 conn, rule.metric, int(chunk[0]) - reach, int(chunk[-1]), timestamp=rule.timestamp
             )

@@ -5,6 +5,7 @@
     Sense311Error
      └── RulesError
           ├── RuleFileError     a rule file is invalid: file, line and field (CLI exit code 2)
+          ├── UnknownRuleError  no rule by that id in the set (exit code 2; says what was meant)
           └── EvaluationError   a rule failed at an instant: rule id, version and instant
 """
 
@@ -15,7 +16,7 @@ from datetime import datetime
 
 from sense311.errors import Sense311Error
 
-__all__ = ["EvaluationError", "Problem", "RuleFileError", "RulesError"]
+__all__ = ["EvaluationError", "Problem", "RuleFileError", "RulesError", "UnknownRuleError"]
 
 
 class RulesError(Sense311Error):
@@ -55,6 +56,12 @@ class RuleFileError(RulesError):
         self.file = problems[0].file
         self.line = problems[0].line
         self.field = problems[0].field
+
+
+class UnknownRuleError(RulesError, LookupError):
+    """A rule id that the rule set does not hold."""
+
+    exit_code = 2
 
 
 class EvaluationError(RulesError):

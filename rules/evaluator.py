@@ -25,7 +25,7 @@ import numpy as np
 import psycopg
 
 from rules.engine import Machine, evaluate_range, machines_of, to_detection
-from rules.errors import EvaluationError
+from rules.errors import EvaluationError, RulesError
 from rules.instants import due_instants, from_us, to_us
 from rules.loader import RuleSet
 from rules.model import Rule
@@ -214,7 +214,7 @@ def evaluate_rule(
             result.detections = [to_detection(rule, m, sensor_ids[e.sensor], e) for m, e in events]
             _save_states(conn, rule, machines, sensor_ids, before, states)
             _insert_detections(conn, result.detections)
-        except (psycopg.Error, ValueError) as exc:
+        except (psycopg.Error, ValueError, RulesError) as exc:
             # Rolled back by the transaction block: the same instants are due again next time.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EvaluationError(first, rule_id=rule.id, rule_version=rule.version or "",

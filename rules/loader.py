@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rules.errors import Problem, RuleFileError
+from rules.errors import Problem, RuleFileError, UnknownRuleError
 from rules.model import (
     CityModel,
     GuardModel,
@@ -103,10 +103,10 @@ class RuleSet:
         for rule in self.rules:
             if rule.id == rule_id:
                 return rule
-        raise KeyError(f"no rule '{rule_id}' in the rule set{did_you_mean(rule_id, self.ids)}")
+        raise UnknownRuleError(f"no rule '{rule_id}' in the rule set{did_you_mean(rule_id, self.ids)}")
 
     def only(self, rule_ids: list[str] | None) -> RuleSet:
-        """The subset with these ids (all when None); an unknown id raises ``KeyError``."""
+        """The subset with these ids (all when None); an unknown id raises ``UnknownRuleError``."""
         if not rule_ids:
             return self
         chosen = tuple(self.get(rid) for rid in rule_ids)

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from rules.aggregates import Series
+from rules.errors import RulesError
 from rules.instants import from_us
 from rules.model import ANY_METRIC, DETECTOR_PREFIX, Selector
 
@@ -95,7 +96,7 @@ def _elements(blobs: list[bytes], dtype: np.dtype) -> np.ndarray:
     body = b"".join(memoryview(b)[_ARRAY_HEADER:] for b in blobs)
     items = np.frombuffer(body, dtype=dtype)
     if len(items) and (items["length"] != dtype["item"].itemsize).any():
-        raise ValueError("unexpected binary array layout (a NULL element?)")
+        raise RulesError("unexpected binary array layout from the database (a NULL element?)")
     return items["item"]
 
 

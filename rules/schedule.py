@@ -31,6 +31,8 @@ import numpy as np
 from astral import Observer, SunDirection
 from astral.sun import elevation, time_at_elevation
 
+from rules.errors import RulesError
+
 __all__ = ["DAYS", "STANDARD_SUNSET_ELEVATION", "City", "Schedule", "TimeWindow"]
 
 #: Day names as rule files write them, Monday first (``datetime.weekday()`` order).
@@ -146,7 +148,7 @@ class Schedule:
         if self.always or len(instants) == 0:
             return result
         if city is None:
-            raise ValueError("a schedule needs the city's position and time zone")
+            raise RulesError("a schedule needs the city's position and time zone")
         zone = city.zone
         if self.sun is not None:
             first = dt.datetime.fromtimestamp(int(instants.min()) / _US, tz=zone).date() - _DAY

@@ -18,7 +18,7 @@ from rules.errors import RuleFileError
 from rules.evaluator import EvaluationReport, evaluate_due
 from rules.loader import RuleSource
 from sense311.db import connect
-from sense311.errors import DatabaseError
+from sense311.errors import ConfigError, DatabaseError
 from sense311.settings import Settings
 
 __all__ = ["DEFAULT_TICK", "JOB_ID", "RuleService"]
@@ -36,7 +36,7 @@ class RuleService:
 
     def __init__(self, settings: Settings, source: RuleSource, *, tick: timedelta = DEFAULT_TICK) -> None:
         if tick <= timedelta(0):
-            raise ValueError(f"tick must be > 0, got {tick}")
+            raise ConfigError(f"Invalid value for 'tick': expected a duration > 0, got {tick}")
         self.settings = settings
         self.source = source
         self.tick_interval = tick

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,7 +72,17 @@ def test_url_schemes_are_checked() -> None:
         load_settings(database_url="mysql://db")
 
 
-def test_secrets_never_in_repr_or_logs(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """setup_logging() replaces the root handlers; later tests must not log into this test's stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_secrets_never_in_repr_or_logs(capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
     settings = load_settings(mqtt_url="mqtts://gw:s3cret@broker:8883", database_url="postgresql://u:pw9@db/x")
     assert "s3cret" not in repr(settings) and "pw9" not in repr(settings)
     assert redact_url(settings.mqtt_url) == "mqtts://gw:***@broker:8883"
