@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,21 +122,23 @@ def start_publisher(topic: str, n: int, base: float) -> tuple[mp.Process, mp.Que
 # -- baselines ----------------------------------------------------------------------------------
 
 
-def bare_subscriber(n: int) -> float:
+def _timed_subscriber(name: str, n: int, handle: Callable[[bytes], None], base: float) -> float:
+    """Subscribe, publish n messages from another process, return seconds until ``handle`` saw n."""
     host, port = _host_port()
-    topic = f"bench/{uuid.uuid4().hex[:8]}/bare"
+    topic = f"bench/{uuid.uuid4().hex[:8]}/{name}"
     done = threading.Event()
     count = 0
 
     def on_message(client, userdata, msg):
         nonlocal count
+        handle(msg.payload)
         count += 1
         if count >= n:
             done.set()
 
     sub = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
+        client_id=f"bench-{name}-{uuid.uuid4().hex[:6]}",
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     sub.on_message = on_message
@@ -145,14 +148,18 @@ def bare_subscriber(n: int) -> float:
     sub.loop_start()
     sub.subscribe(topic, qos=1)
     subscribed.wait(10)
-    p, _q, t0 = start_publisher(topic, n, time.time())
-    if not done.wait(600):
-        raise SystemExit(f"bare subscriber got {count}/{n} messages")
+    p, _q, t0 = start_publisher(topic, n, base)
+    if not done.wait(900):
+        raise SystemExit(f"{name} subscriber got {count}/{n} messages")
     elapsed = time.perf_counter() - t0
     p.join()
     sub.disconnect()
     sub.loop_stop()
     return elapsed
+
+
+def bare_subscriber(n: int) -> float:
+    return _timed_subscriber("bare", n, lambda payload: None, time.time())
 
 
 def copy_baseline(conn: psycopg.Connection, n: int) -> float:
@@ -183,15 +190,10 @@ def copy_baseline(conn: psycopg.Connection, n: int) -> float:
 
 
 def naive_subscriber(schema: str, n: int) -> float:
-    host, port = _host_port()
-    topic = f"bench/{uuid.uuid4().hex[:8]}/naive"
     conn = psycopg.connect(DB, autocommit=True, options=f"-c search_path={schema},public")
-    done = threading.Event()
-    count = 0
 
-    def on_message(client, userdata, msg):
-        nonlocal count
-        doc = json.loads(msg.payload)
+    def insert(payload: bytes) -> None:
+        doc = json.loads(payload)
         t = datetime.fromtimestamp(doc["ts"], UTC)
         with conn.transaction():
             for metric, value in doc["metrics"].items():
@@ -200,31 +202,11 @@ def naive_subscriber(schema: str, n: int) -> float:
                     "ON CONFLICT DO NOTHING",
                     (t, doc["sensor_id"], "n_" + metric, float(value)),
                 )
-        count += 1
-        if count >= n:
-            done.set()
 
-    sub = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-naive-{uuid.uuid4().hex[:6]}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    sub.on_message = on_message
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect(host, port)
-    sub.loop_start()
-    sub.subscribe(topic, qos=1)
-    subscribed.wait(10)
-    p, _q, t0 = start_publisher(topic, n, time.time() - 7200)
-    if not done.wait(900):
-        raise SystemExit(f"naive subscriber got {count}/{n} messages")
-    elapsed = time.perf_counter() - t0
-    p.join()
-    sub.disconnect()
-    sub.loop_stop()
-    conn.close()
-    return elapsed
+    try:
+        return _timed_subscriber("naive", n, insert, time.time() - 7200)
+    finally:
+        conn.close()
 
 
 # -- the pipeline -------------------------------------------------------------------------------
