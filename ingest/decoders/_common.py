@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingest.decoders.base import Decoded, FieldReject
 from ingest.errors import DecodeError
@@ -27,8 +27,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     orjson = None  # type: ignore[assignment]
 
 __all__ = [
+    "LORAWAN_OPTIONS",
     "MAX_DEPTH",
     "MAX_LIST_ITEMS",
+    "LorawanOptions",
     "OnOff",
     "OptionCache",
     "add_fields",
@@ -41,6 +43,7 @@ __all__ = [
     "finish",
     "finite",
     "load_json",
+    "lorawan_options",
     "never",
     "normalize_eui",
     "on_off_keys",
@@ -360,6 +363,30 @@ class OptionCache:
 
 
 # --- LoRaWAN network servers ----------------------------------------------------
+
+#: The route options every network-server decoder takes (ChirpStack v3 and v4, The Things Stack).
+LORAWAN_OPTIONS: Mapping[str, OptionCheck] = {"on_off": option_bool, "skip_keys": option_str_list}
+
+
+class LorawanOptions(NamedTuple):
+    on_off: OnOff
+    skip: frozenset[str]
+
+
+def lorawan_options(decoder: str) -> tuple[Callable[[Mapping[str, Any]], None], OptionCache]:
+    """The ``check_options`` function and the options cache of a network-server decoder."""
+
+    def check(options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` if the route options are not usable by this decoder."""
+        check_options(decoder, options, LORAWAN_OPTIONS)
+
+    def build(options: Mapping[str, Any]) -> LorawanOptions:
+        check(options)
+        return LorawanOptions(
+            always if options.get("on_off") else never, frozenset(options.get("skip_keys", ()))
+        )
+
+    return check, OptionCache(build)
 
 
 def finite(value: Any) -> float | None:

@@ -44,30 +44,23 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from ingest.decoders._common import (
-    OnOff,
-    OptionCache,
+    LorawanOptions,
     add_fields,
-    always,
     best_rx,
     counter,
     finish,
     finite,
     load_json,
-    never,
+    lorawan_options,
     normalize_eui,
-    option_bool,
-    option_str_list,
     read_time,
     rx_time,
     sensor_or_eui,
     status_readings,
     text,
-)
-from ingest.decoders._common import (
-    check_options as _check,
 )
 from ingest.decoders.base import DecodeContext, Decoded
 from ingest.errors import DecodeError
@@ -76,25 +69,8 @@ __all__ = ["NAME", "check_options", "decode"]
 
 NAME = "chirpstack_v3"
 
-_OPTIONS = {"on_off": option_bool, "skip_keys": option_str_list}
 
-
-class _Options(NamedTuple):
-    on_off: OnOff
-    skip: frozenset[str]
-
-
-def _build(options: Mapping[str, Any]) -> _Options:
-    check_options(options)
-    return _Options(always if options.get("on_off") else never, frozenset(options.get("skip_keys", ())))
-
-
-_cache = OptionCache(_build)
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` if the route options are not usable by this decoder."""
-    _check(NAME, options, _OPTIONS)
+check_options, _cache = lorawan_options(NAME)
 
 
 def _event(topic: str, data: Mapping[str, Any]) -> str | None:
@@ -123,7 +99,7 @@ def _eui_from(value: Any) -> str | None:
 
 
 def decode(topic: str, payload: bytes, ctx: DecodeContext) -> Decoded:
-    opts: _Options = _cache.get(ctx.options)
+    opts: LorawanOptions = _cache.get(ctx.options)
     data = load_json(payload)
     if type(data) is not dict:
         raise DecodeError(
@@ -189,7 +165,7 @@ def _decoded_object(data: Mapping[str, Any], sensor_id: str, what: str) -> dict[
     return decoded
 
 
-def _uplink(data: Mapping[str, Any], ctx: DecodeContext, opts: _Options, what: str) -> Decoded:
+def _uplink(data: Mapping[str, Any], ctx: DecodeContext, opts: LorawanOptions, what: str) -> Decoded:
     sensor_id = _sensor_id(data, ctx, what)
     decoded = _decoded_object(data, sensor_id, what)
     rx = data.get("rxInfo")

@@ -42,31 +42,24 @@ others       ``join ack txack location integration`` and unknown ones: ignored
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from ingest.decoders._common import (
-    OnOff,
-    OptionCache,
+    LorawanOptions,
     add_fields,
-    always,
     best_rx,
     counter,
     dict_at,
     finish,
     finite,
     load_json,
-    never,
+    lorawan_options,
     normalize_eui,
-    option_bool,
-    option_str_list,
     read_time,
     rx_time,
     sensor_or_eui,
     status_readings,
     text,
-)
-from ingest.decoders._common import (
-    check_options as _check,
 )
 from ingest.decoders.base import DecodeContext, Decoded
 from ingest.errors import DecodeError
@@ -75,25 +68,8 @@ __all__ = ["NAME", "check_options", "decode"]
 
 NAME = "chirpstack_v4"
 
-_OPTIONS = {"on_off": option_bool, "skip_keys": option_str_list}
 
-
-class _Options(NamedTuple):
-    on_off: OnOff
-    skip: frozenset[str]
-
-
-def _build(options: Mapping[str, Any]) -> _Options:
-    check_options(options)
-    return _Options(always if options.get("on_off") else never, frozenset(options.get("skip_keys", ())))
-
-
-_cache = OptionCache(_build)
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` if the route options are not usable by this decoder."""
-    _check(NAME, options, _OPTIONS)
+check_options, _cache = lorawan_options(NAME)
 
 
 def _event(topic: str, data: Mapping[str, Any]) -> str | None:
@@ -110,7 +86,7 @@ def _event(topic: str, data: Mapping[str, Any]) -> str | None:
 
 
 def decode(topic: str, payload: bytes, ctx: DecodeContext) -> Decoded:
-    opts: _Options = _cache.get(ctx.options)
+    opts: LorawanOptions = _cache.get(ctx.options)
     data = load_json(payload)
     if type(data) is not dict:
         raise DecodeError(
@@ -159,7 +135,7 @@ def _sensor_id(device: Mapping[str, Any], ctx: DecodeContext, what: str) -> str:
 
 
 def _uplink(
-    data: Mapping[str, Any], device: Mapping[str, Any], ctx: DecodeContext, opts: _Options, what: str
+    data: Mapping[str, Any], device: Mapping[str, Any], ctx: DecodeContext, opts: LorawanOptions, what: str
 ) -> Decoded:
     sensor_id = _sensor_id(device, ctx, what)
     decoded = data.get("object")
