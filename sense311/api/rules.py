@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from rules.backtest import backtest
-from rules.errors import RuleFileError
+from rules.errors import RuleFileError, UnknownRuleError
 from rules.loader import BUILTIN_PACKS, RuleSet, load_rules
 from sense311.api.auth import require
 from sense311.api.body import media_type, read_body
@@ -239,8 +239,8 @@ def backtest_rules(ctx: Ctx, body: BacktestRequest) -> dict[str, Any]:
         ruleset = ctx.ruleset()
     try:
         chosen = ruleset.only(list(body.rule_ids) if body.rule_ids else None)
-    except KeyError as exc:
-        raise Invalid(str(exc.args[0])) from None
+    except UnknownRuleError as exc:
+        raise Invalid(str(exc)) from None
     with ctx.connection() as conn:
         result = backtest(conn, chosen, start, end)
     return result.to_json()
