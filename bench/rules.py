@@ -222,6 +222,7 @@ def bench_pack(days: int, seed: int, keep: bool, html: Path | None) -> None:
         from rules.report import Episode, collect_plots, render_report
 
         result.score = report.to_json()
+        result.score["kinds"] = {k: v for k, v in result.score["kinds"].items() if k in targeted}
         episodes = [Episode(e.kind, tuple(e.sensors), e.start, e.end) for e in truth.episodes]
         html.write_text(
             render_report(result, collect_plots(conn, ruleset, result, episodes)), encoding="utf-8"

@@ -150,6 +150,7 @@ def evaluate_range(
     each chunk's instants and aggregate values (reports use it).
     """
     window = us(rule.window)
+    interval = us(rule.interval)
     schedule = rule.schedule
     machines = machines_of(rule)
     guard = rule.unless
@@ -163,6 +164,8 @@ def evaluate_range(
         active = schedule.active(chunk, city)
         if not active.any():
             continue  # nothing can move: no need to read anything
+        # Instants that open an active period (the one before them was outside the schedule).
+        fresh = None if schedule.always else active & ~schedule.active(chunk - interval, city)
         data = series
         if data is None:
             if conn is None:
@@ -199,4 +202,4 @@ def evaluate_range(
                 inputs = (silent, ~silent, np.zeros_like(silent))
             else:
                 inputs = (cond, clear, nodata)
-            run(states[machine.id], chunk, *inputs, values, active, machine.params, sink, record, hold)
+            run(states[machine.id], chunk, *inputs, values, active, machine.params, sink, record, hold, fresh)

@@ -242,16 +242,24 @@ def run(
     emit: Callable[[Event], None],
     transitions: Transitions | None = None,
     hold: np.ndarray | None = None,
+    fresh: np.ndarray | None = None,
 ) -> None:
     """Step ``state`` through ``instants`` in order; arrays are shaped (K instants, N sensors).
 
     Instants where ``active`` is false make no transition; cells where ``hold`` is true start
-    nothing (see ``step``). ``transitions``, when given, records every change for reports.
+    nothing (see ``step``). Where ``fresh`` is true an active period begins: pending and
+    recovering sensors start counting ``for`` / ``clear_for`` again, so time outside the
+    schedule never counts (a lamp pending at dawn does not fire at dusk for the night between).
+    ``transitions``, when given, records every change for reports.
     """
     for k in range(len(instants)):
         if not active[k]:
             continue
         t = int(instants[k])
+        if fresh is not None and fresh[k]:
+            waiting = (state.code == PENDING) | (state.code == RECOVERING)
+            state.since[waiting] = t
+            state.onset[waiting & (state.code == PENDING)] = t
         old = state.code.copy() if transitions is not None else None
         changed = step(state, t, cond[k], clear[k], nodata[k], values[k], params, emit,
                        None if hold is None else hold[k])  # fmt: skip

@@ -194,3 +194,21 @@ def test_unless_starts_nothing_but_resolves_nothing() -> None:
     cond = np.array([True, True, False])
     step(st, T, cond, ~cond, np.zeros(3, bool), np.zeros(3), p, events.append, hold)
     assert st.code.tolist() == [NORMAL, NORMAL, FIRING] and events == []
+
+
+def test_for_counts_only_time_inside_the_schedule() -> None:
+    # Pending at the last active instant; the schedule closes; when it opens again the sensor must
+    # hold the condition for `for` anew rather than fire for the hours in between.
+    conds = [0, 1, 1, 1, 1, 1, 1, 1]
+    active = [1, 1, 0, 0, 1, 1, 1, 1]
+    st = MachineState.normal(1)
+    p = MachineParams(3 * MIN, 0, "ok")
+    events: list[Event] = []
+    n = len(conds)
+    cond = np.array(conds, dtype=bool)[:, None]
+    act = np.array(active, dtype=bool)
+    fresh = act & ~np.concatenate(([True], act[:-1]))
+    instants = np.array([T + k * MIN for k in range(n)])
+    run(st, instants, cond, ~cond, np.zeros((n, 1), bool), np.zeros((n, 1)), act, p, events.append,
+        None, None, fresh)  # fmt: skip
+    assert [((e.t - T) // MIN, (e.onset - T) // MIN) for e in events] == [(7, 4)]
