@@ -7,11 +7,14 @@ are the only places that wire the packages together.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import os
 import signal
 import sys
+import time
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +26,9 @@ from sense311.settings import Settings, load_settings, redact_url
 __all__ = ["app", "main"]
 
 log = logging.getLogger("sense311")
+
+#: Seconds a worker may take to flush, commit and acknowledge after SIGTERM.
+SHUTDOWN_GRACE_SECONDS = 30.0
 
 app = typer.Typer(
     name="sense311",
@@ -149,14 +155,17 @@ def _run_worker(settings: Settings, index: int, workers: int, group: str | None)
     worker = IngestWorker(settings, client_id=client_id, shared_group=group)
 
     def _stop(signum: int, frame: object) -> None:
-        log.info("signal %d: finishing the current batch and stopping", signum)
+        # Only set a flag here: the loop logs and flushes. If stopping takes longer than the
+        # grace period, every thread's stack goes to stderr, so a hang says where it is.
         worker.stop()
+        faulthandler.dump_traceback_later(SHUTDOWN_GRACE_SECONDS / 2, exit=False)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     worker.start()
     log.info("ingest worker %d/%d subscribed to %s", index + 1, workers, redact_url(settings.mqtt_url))
     stats = worker.run()
+    faulthandler.cancel_dump_traceback_later()
     log.info(
         "ingest worker %d stopped: %d messages, %d readings stored, %d dead letters",
         index + 1,
@@ -207,19 +216,38 @@ def ingest_cmd(
     for p in procs:
         p.start()
 
-    def _forward(signum: int, frame: object) -> None:
+    stopping: list[float] = []
+
+    def _stop_all() -> None:
+        if not stopping:
+            stopping.append(time.monotonic())
         for p in procs:
-            if p.pid is not None and p.is_alive():
+            if p.pid is not None and p.exitcode is None:
                 os.kill(p.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, _forward)
-    signal.signal(signal.SIGINT, _forward)
-    codes = []
-    for p in procs:
-        p.join()
-        codes.append(p.exitcode or 0)
-    if any(codes):
-        raise typer.Exit(max(codes))
+    signal.signal(signal.SIGTERM, lambda signum, frame: _stop_all())
+    signal.signal(signal.SIGINT, lambda signum, frame: _stop_all())
+    failed = 0
+    while any(p.exitcode is None for p in procs):
+        wait([p.sentinel for p in procs if p.exitcode is None], timeout=1.0)
+        for p in procs:
+            if p.exitcode not in (None, 0) and not stopping:
+                # One worker failing takes the service down with a non-zero exit, so the process
+                # supervisor restarts it whole; the broker redelivers what was not acknowledged.
+                log.error("ingest %s exited with %s; stopping the other workers", p.name, p.exitcode)
+                failed = 1
+                _stop_all()
+        if stopping and time.monotonic() - stopping[0] > SHUTDOWN_GRACE_SECONDS:
+            for p in procs:
+                if p.exitcode is None:
+                    log.error(
+                        "ingest %s did not stop within %.0f s; killing it", p.name, SHUTDOWN_GRACE_SECONDS
+                    )
+                    p.kill()
+                    p.join()
+                    failed = 1
+    if failed or any(p.exitcode for p in procs):
+        raise typer.Exit(1)
 
 
 # -- simulate -------------------------------------------------------------------------------
