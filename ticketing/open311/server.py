@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import psycopg
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from psycopg import conninfo as pg_conninfo
@@ -34,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sense311.errors import ConfigError
+from sense311.serving import ServerThread as CoreServerThread
 from sense311.settings import Settings
 from ticketing.errors import RequestRejected
 from ticketing.open311 import store
@@ -53,8 +52,6 @@ SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_RANGE = timedelta(days=90)
 #: Seconds any statement of the server may run.
 STATEMENT_TIMEOUT = 30.0
-#: Seconds a started ServerThread may take to accept connections before start() gives up.
-STARTUP_TIMEOUT = 30.0
 
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]+)\](\[\])?$")
 #: "No HTML or code" (spec): a tag-like sequence is refused rather than stored and re-served.
@@ -631,56 +628,16 @@ def _routes(app: FastAPI, state: _State) -> None:
 # -- running it -----------------------------------------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    """Signals the waiting thread once the socket accepts connections (or start-up failed)."""
+class ServerThread(CoreServerThread):
+    """The Open311 app served by uvicorn in a background thread (tests, bench, demo); ``url`` ends
+    with ``/``, the form GeoReport endpoints are joined to."""
 
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: Any = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self._ready.set()
-
-
-class ServerThread:
-    """The app served by uvicorn in a background thread (tests, bench, demo).
-
-    ``port=0`` takes a free port; ``url`` is known after ``start()``, which returns once the socket
-    accepts connections and raises if start-up failed.
-    """
+    label = "the Open311 server"
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app = app
-        self._ready = threading.Event()
-        config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
-        )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(target=self._server.run, name="open311-server", daemon=True)
-        self.url = ""
+        super().__init__(app, host, port, name="open311-server")
 
     def start(self) -> ServerThread:
-        self._thread.start()
-        if not self._ready.wait(STARTUP_TIMEOUT) or not self._server.started:
-            self.stop()
-            raise ConfigError(
-                f"the Open311 server did not start within {STARTUP_TIMEOUT:.0f} s (see its log)"
-            )
-        sock = self._server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}/"
+        super().start()
+        self.url += "/"
         return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(STARTUP_TIMEOUT)
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
