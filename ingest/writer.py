@@ -19,7 +19,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -37,6 +36,9 @@ log = logging.getLogger(__name__)
 #: Default rows per flush. bench/ingest.py: past ~2,000 rows the per-transaction overhead is
 #: under 10% of the COPY time, and larger batches only add ack latency.
 FLUSH_ROWS = 5000
+
+#: time_bucket()'s origin (2000-01-03 00:00 UTC, a Monday), which partitions are aligned to.
+_BUCKET_ORIGIN = 946857600
 
 _STAGE = """CREATE TEMP TABLE IF NOT EXISTS readings_stage (
     time timestamptz NOT NULL, sensor_id text NOT NULL, metric text NOT NULL,
@@ -75,7 +77,7 @@ class BatchWriter:
         self.settings = settings
         self.application = application
         self._conn: psycopg.Connection | None = None
-        self._covered: tuple[datetime, datetime] | None = None
+        self._partitions: set[int] = set()  # aligned partition indexes known to exist
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -97,18 +99,22 @@ class BatchWriter:
                 conn.close()
 
     def _ensure_partitions(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
+        """Create the partitions a batch needs, unless this writer already knows they exist.
+
+        Known partitions are remembered by their aligned start, so live data and a backfill
+        interleaving in one stream do not send every batch through the partition DDL lock.
+        """
+        width = self.settings.storage.partition_width
+        seconds = width.total_seconds()
         lo = min(r[0] for r in rows)
         hi = max(r[0] for r in rows)
-        covered = self._covered
-        if covered is not None and covered[0] <= lo and hi < covered[1]:
+        first = int((lo.timestamp() - _BUCKET_ORIGIN) // seconds)
+        last = int((hi.timestamp() - _BUCKET_ORIGIN) // seconds)
+        needed = range(first, last + 1)
+        if all(i in self._partitions for i in needed):
             return
-        width = self.settings.storage.partition_width
         ensure_partitions(conn, lo, hi, width)
-        # Partitions are width-aligned; remember a conservative range that certainly exists now.
-        new_lo, new_hi = lo, hi
-        if covered is not None and covered[0] <= hi and lo < covered[1]:
-            new_lo, new_hi = min(lo, covered[0]), max(hi, covered[1] - timedelta(microseconds=1))
-        self._covered = (new_lo, new_hi + timedelta(microseconds=1))
+        self._partitions.update(needed)
 
     def write(self, batch: Batch) -> WriteResult:
         """Write and commit ``batch``; raises ``TransientDatabaseError`` / ``DatabaseError``."""
@@ -142,7 +148,7 @@ class BatchWriter:
         except psycopg.Error as exc:
             if is_transient(exc) or conn_broken(self._conn):
                 self._discard_connection()
-                self._covered = None
+                self._partitions.clear()
             raise translate(exc, f"batch of {len(batch.rows)} readings not committed") from exc
         return WriteResult(len(batch.rows), inserted, len(batch.dead_letters), time.perf_counter() - started)
 

@@ -312,7 +312,11 @@ def simulate_cmd(
     for name, count in (("bins", bins), ("lights", lights), ("parking", parking), ("air", air)):
         if count is not None:
             values[name] = count
-    options = parse_options(**values)
+    try:
+        options = parse_options(**values)
+    except ConfigError as exc:
+        # The options model calls the rates --fault-rates; on this command line they are --fault.
+        raise ConfigError(str(exc).replace("--fault-rates", "--fault")) from None
     if register or output == "db":
         from sense311.db import connect, migrate
 

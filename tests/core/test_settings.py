@@ -101,10 +101,11 @@ def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
 
 
-@pytest.mark.parametrize("bad", ["15", "fast", "-5m", -1, True])
+def test_a_bare_number_is_seconds() -> None:
+    assert parse_duration("15") == timedelta(seconds=15)
+
+
+@pytest.mark.parametrize("bad", ["fast", "-5m", "5 parsecs", -1, True, None])
 def test_bad_durations(bad: object) -> None:
-    if bad == "15":
-        assert parse_duration(bad) == timedelta(seconds=15)  # a bare number is seconds
-        return
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)

@@ -205,11 +205,14 @@ def test_chirpstack_uplink_through_broker(
 def test_partitions_are_created_on_demand_for_backfills(
     ingest_settings: Settings, mqtt_url: str, topic_prefix: str
 ) -> None:
-    old = time.time() - 60 * 86400
-    with running_worker(ingest_settings):
-        publish_all(mqtt_url, [(f"{topic_prefix}gateways/gw-a/json", _json("bin-001", old, battery=42))])
-        wait_for(
-            lambda: _count(ingest_settings, "SELECT count(*) FROM readings") == 1, what="the old reading"
-        )
+    now = time.time()
+    topic = f"{topic_prefix}gateways/gw-a/json"
+    # A backfill interleaved with live data, twice: the second round finds its partitions known.
+    days_back = (60, 0, 95, 60, 0, 95)
+    with running_worker(ingest_settings) as worker:
+        for i, back in enumerate(days_back):
+            publish_all(mqtt_url, [(topic, _json("bin-001", now - back * 86400 - i, battery=40 + i))])
+            wait_for(lambda n=i + 1: worker.stats.acked == n, what=f"message {i + 1} acknowledged")
     with connect(ingest_settings, autocommit=True) as conn:
-        assert conn.execute("SELECT value FROM readings").fetchone()[0] == 42.0
+        values = [r[0] for r in conn.execute("SELECT value FROM readings ORDER BY value")]
+    assert values == [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]
